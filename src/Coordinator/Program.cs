@@ -1,1 +1,18 @@
-return 0;
+using HaMesh.Coordinator.Hosting;
+using HaMesh.Shared.Configuration;
+using HaMesh.Shared.Hosting;
+
+var builder = WebApplication.CreateBuilder(args);
+var config = DaemonConfiguration.Load(builder.Configuration, args, ConfigScope.Coordinator);
+if (!config.IsValid)
+{
+    DaemonConfiguration.WriteErrors(Console.Error, "hamesh-coordinator", config.Errors);
+    return DaemonConfiguration.InvalidConfigExitCode;
+}
+
+builder.Services.AddSystemd();
+builder.AddHaMeshDaemonLogging();
+builder.AddHaMeshCoordinator(config.Options!);
+var app = builder.Build();
+app.MapHaMeshCoordinatorEndpoints();
+return await app.RunHaMeshDaemonAsync("hamesh-coordinator", config.Options!);

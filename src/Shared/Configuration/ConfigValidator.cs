@@ -232,6 +232,11 @@ public static class ConfigValidator
             errors.Add(new($"{key}:Node", $"'{a.Node}' is not one of the configured nodes ({string.Join(", ", options.Nodes.Select(n => n.Name))})"));
         }
 
+        if (!IsHttpUrl(options.Coordinator.Address))
+        {
+            errors.Add(new($"{Root}:Coordinator:Address", $"'{options.Coordinator.Address}' must be the coordinator's http:// or https:// URL with a port (agents dial it), e.g. http://10.0.0.3:7800"));
+        }
+
         if (!string.IsNullOrEmpty(a.Listen) && !IsHttpUrl(a.Listen))
         {
             errors.Add(new($"{key}:Listen", $"'{a.Listen}' must be an http:// or https:// URL with a port"));

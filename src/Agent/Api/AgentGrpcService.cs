@@ -1,0 +1,135 @@
+using System.Diagnostics.CodeAnalysis;
+using Grpc.Core;
+using HaMesh.Agent.Actions;
+using HaMesh.Agent.Reporting;
+using HaMesh.Protocol.V1;
+using HaMesh.Shared.Configuration;
+using Microsoft.Extensions.Options;
+
+namespace HaMesh.Agent.Api;
+
+/// <summary>
+/// AgentService: a thin adapter (R14). Validates every request field (INVALID_ARGUMENT naming the
+/// field, NOT_FOUND for an unknown resource) and delegates to the collector or to <see cref="IAgentActions"/>.
+/// </summary>
+public sealed class AgentGrpcService(
+    IOptions<HaMeshOptions> options,
+    StatusCollector collector,
+    IAgentActions actions) : AgentService.AgentServiceBase
+{
+    private readonly HaMeshOptions _options = options.Value;
+
+    public override Task<NodeStatus> GetStatus(GetStatusRequest request, ServerCallContext context)
+    {
+        if (!string.IsNullOrEmpty(request.Resource))
+        {
+            RequireResource(request.Resource, "resource");
+        }
+
+        return collector.CollectAsync(request.Resource, context.CancellationToken);
+    }
+
+    public override async Task<PingResponse> Ping(PingRequest request, ServerCallContext context)
+    {
+        if (request.Nonce.Length > 128)
+        {
+            ThrowInvalid("nonce", "must be at most 128 characters");
+        }
+
+        var status = collector.Latest ?? await collector.CollectAsync(null, context.CancellationToken);
+        var response = new PingResponse { Node = _options.Agent.Node, Nonce = request.Nonce };
+        response.Resources.AddRange(status.Resources.Select(r => new PingResource
+        {
+            Resource = r.Resource,
+            Generation = r.Generation,
+            Role = r.Drbd?.Role ?? DrbdRole.Unknown,
+        }));
+        return response;
+    }
+
+    public override Task<ActionResult> Promote(PromoteRequest request, ServerCallContext context)
+    {
+        RequireResource(request.Resource, "resource");
+        RequireGeneration(request.Generation);
+        return actions.PromoteAsync(request, context.CancellationToken);
+    }
+
+    public override Task<ActionResult> Demote(DemoteRequest request, ServerCallContext context)
+    {
+        RequireResource(request.Resource, "resource");
+        RequireGeneration(request.Generation);
+        return actions.DemoteAsync(request, context.CancellationToken);
+    }
+
+    public override Task<ActionResult> Outdate(OutdateRequest request, ServerCallContext context)
+    {
+        RequireResource(request.Resource, "resource");
+        RequireGeneration(request.Generation);
+        return actions.OutdateAsync(request, context.CancellationToken);
+    }
+
+    public override Task<RenewLeaseResponse> RenewLease(RenewLeaseRequest request, ServerCallContext context)
+    {
+        RequireResource(request.Resource, "resource");
+        RequireGeneration(request.Generation);
+        if (_options.FindNode(request.Requester) is null || request.Requester == _options.Agent.Node)
+        {
+            ThrowInvalid("requester", $"'{request.Requester}' is not the peer node of '{_options.Agent.Node}'");
+        }
+
+        if (request.Lease is null || request.Lease.ToTimeSpan() <= TimeSpan.Zero || request.Lease.ToTimeSpan() > TimeSpan.FromMinutes(1))
+        {
+            ThrowInvalid("lease", "must be a positive duration of at most one minute");
+        }
+
+        return actions.RenewLeaseAsync(request, context.CancellationToken);
+    }
+
+    public override Task<AgentFencePeerResponse> FencePeer(AgentFencePeerRequest request, ServerCallContext context)
+    {
+        if (string.IsNullOrEmpty(request.Resource) && string.IsNullOrEmpty(request.DrbdResource))
+        {
+            ThrowInvalid("resource", "resource or drbd_resource is required");
+        }
+
+        var known = _options.Resources.Any(r => r.Name == request.Resource || r.DrbdResource == request.DrbdResource);
+        if (!known)
+        {
+            throw new RpcException(new global::Grpc.Core.Status(StatusCode.NotFound, $"resource: no configured resource named '{request.Resource}' or with DRBD resource '{request.DrbdResource}'"));
+        }
+
+        return actions.FencePeerAsync(request, context.CancellationToken);
+    }
+
+    private void RequireResource(string value, string field)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            ThrowInvalid(field, "is required");
+        }
+
+        if (!Names.IsValidName(value))
+        {
+            ThrowInvalid(field, $"'{Truncate(value)}' {Names.NameRule}");
+        }
+
+        if (_options.FindResource(value) is null)
+        {
+            throw new RpcException(new global::Grpc.Core.Status(StatusCode.NotFound, $"{field}: no configured resource named '{value}'"));
+        }
+    }
+
+    private static void RequireGeneration(ulong generation)
+    {
+        if (generation == 0)
+        {
+            ThrowInvalid("generation", "must be at least 1 (every state-changing call carries the coordinator's generation)");
+        }
+    }
+
+    private static string Truncate(string value) => value.Length <= 64 ? value : value[..64] + "…";
+
+    [DoesNotReturn]
+    private static void ThrowInvalid(string field, string reason) =>
+        throw new RpcException(new global::Grpc.Core.Status(StatusCode.InvalidArgument, $"{field}: {reason}"));
+}

@@ -1,0 +1,47 @@
+using HaMesh.Agent.Actions;
+using HaMesh.Agent.Api;
+using HaMesh.Agent.Reporting;
+using HaMesh.Shared.Configuration;
+using HaMesh.Shared.Grpc;
+using HaMesh.Shared.Hosting;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace HaMesh.Agent.Hosting;
+
+public static class AgentHostingExtensions
+{
+    /// <summary>Registers the agent: options (already validated), gRPC with reflection and health, collector, coordinator link.</summary>
+    public static WebApplicationBuilder AddHaMeshAgent(this WebApplicationBuilder builder, HaMeshOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(options);
+        var services = builder.Services;
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton(Microsoft.Extensions.Options.Options.Create(options));
+        services.AddSingleton<AgentLocalState>();
+        services.TryAddSingleton<IAgentLocalState>(sp => sp.GetRequiredService<AgentLocalState>());
+        services.AddSingleton<ReportSignal>();
+        services.AddSingleton<StatusCollector>();
+        services.TryAddSingleton<IAgentActions, UnavailableAgentActions>();
+        services.AddSingleton<CoordinatorLink>();
+        services.AddHostedService(sp => sp.GetRequiredService<CoordinatorLink>());
+        services.AddGrpc(o =>
+        {
+            o.MaxReceiveMessageSize = GrpcChannels.MaxMessageBytes;
+            o.MaxSendMessageSize = GrpcChannels.MaxMessageBytes;
+        });
+        services.AddGrpcReflection();
+        services.AddGrpcHealthChecks().AddCheck("coordinator-link", () => Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy());
+        builder.ConfigureHaMeshKestrel(options.Agent.Listen);
+        return builder;
+    }
+
+    public static WebApplication MapHaMeshAgentEndpoints(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        app.MapGrpcService<AgentGrpcService>();
+        app.MapGrpcReflectionService();
+        app.MapGrpcHealthChecksService();
+        return app;
+    }
+}

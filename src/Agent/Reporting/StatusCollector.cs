@@ -1,0 +1,86 @@
+using System.Globalization;
+using Google.Protobuf.WellKnownTypes;
+using HaMesh.Agent.Drbd;
+using HaMesh.Agent.Host;
+using HaMesh.Protocol.V1;
+using HaMesh.Shared.Configuration;
+using Microsoft.Extensions.Options;
+
+namespace HaMesh.Agent.Reporting;
+
+/// <summary>Builds this node's <see cref="NodeStatus"/>: DRBD, IP aliases, services, mounts, generation, lease.</summary>
+public sealed class StatusCollector(
+    IOptions<HaMeshOptions> options,
+    IDrbdReader drbd,
+    IHostStateReader host,
+    IAgentLocalState local,
+    TimeProvider time)
+{
+    private readonly HaMeshOptions _options = options.Value;
+    private long _sequence;
+
+    /// <summary>The last status built (null before the first); Ping answers from it.</summary>
+    public NodeStatus? Latest { get; private set; }
+
+    public static string AgentVersion { get; } = typeof(StatusCollector).Assembly.GetName().Version?.ToString() ?? "0.0.0";
+
+    public async Task<NodeStatus> CollectAsync(string? onlyResource, CancellationToken cancellationToken)
+    {
+        var resources = _options.Resources.Where(r => string.IsNullOrEmpty(onlyResource) || r.Name == onlyResource).ToList();
+        var snapshot = await drbd.ReadAsync(resources.Select(r => r.DrbdResource).ToList(), cancellationToken);
+        var status = new NodeStatus
+        {
+            Node = _options.Agent.Node,
+            DrbdVersion = snapshot.Family,
+            DrbdVersionText = snapshot.VersionText,
+            ObservedAt = Timestamp.FromDateTimeOffset(time.GetUtcNow()),
+            Sequence = (ulong)Interlocked.Increment(ref _sequence),
+            AgentVersion = AgentVersion,
+        };
+        status.ReadErrors.AddRange(snapshot.Errors);
+        foreach (var resource in resources)
+        {
+            status.Resources.Add(await CollectResourceAsync(resource, snapshot, status, cancellationToken));
+        }
+
+        if (string.IsNullOrEmpty(onlyResource))
+        {
+            Latest = status;
+        }
+
+        return status;
+    }
+
+    private async Task<ResourceStatus> CollectResourceAsync(ResourceOptions resource, DrbdSnapshot snapshot, NodeStatus status, CancellationToken cancellationToken)
+    {
+        var drbdStatus = snapshot.Resources.TryGetValue(resource.DrbdResource, out var found)
+            ? found
+            : new DrbdResourceStatus { Name = resource.DrbdResource, Present = false, Role = DrbdRole.Unknown, DiskState = DiskState.Unknown };
+        var result = new ResourceStatus
+        {
+            Resource = resource.Name,
+            Generation = local.GetGeneration(resource.Name),
+            Drbd = drbdStatus,
+            Lease = local.GetLease(resource.Name),
+            MountPoint = resource.MountPoint,
+            LastError = local.GetLastError(resource.Name),
+        };
+        if (local.GetPeerContactAge(resource.Name) is { } age)
+        {
+            result.PeerContactAge = Duration.FromTimeSpan(age);
+        }
+
+        try
+        {
+            result.IpAliases.AddRange(await host.ReadIpAliasesAsync(resource.Interface, resource.FailoverIps, cancellationToken));
+            result.Services.AddRange(await host.ReadServicesAsync(resource.Services, cancellationToken));
+            result.Mounted = await host.IsMountedAsync(resource.MountPoint, cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            status.ReadErrors.Add(string.Create(CultureInfo.InvariantCulture, $"{resource.Name}: {ex.Message}"));
+        }
+
+        return result;
+    }
+}

@@ -1,0 +1,43 @@
+using System.CommandLine;
+using Grpc.Net.Client;
+using HaMesh.Protocol.V1;
+using HaMesh.Shared.Configuration;
+using HaMesh.Shared.Grpc;
+
+namespace HaMesh.Cli.Commands;
+
+/// <summary>Resolves which coordinator to call and builds the client.</summary>
+public sealed class CoordinatorTarget(Option<string?> coordinator, Option<string?> config, Option<double> timeout)
+{
+    /// <summary>The address, or an error line when none can be determined.</summary>
+    public (string? Address, string? Error) Resolve(ParseResult parse)
+    {
+        ArgumentNullException.ThrowIfNull(parse);
+        var explicitAddress = parse.GetValue(coordinator) ?? Environment.GetEnvironmentVariable("HAMESH_COORDINATOR");
+        if (!string.IsNullOrWhiteSpace(explicitAddress))
+        {
+            return Uri.TryCreate(explicitAddress, UriKind.Absolute, out _)
+                ? (explicitAddress, null)
+                : (null, $"'{explicitAddress}' is not a URL (expected e.g. http://10.0.0.3:7800)");
+        }
+
+        var path = parse.GetValue(config) ?? Environment.GetEnvironmentVariable(ConfigLoader.PathVariable) ?? ConfigLoader.DefaultPath;
+        var loaded = ConfigLoader.Load(path, ConfigScope.Cluster);
+        if (loaded.Options is null)
+        {
+            return (null, $"no coordinator address: pass --coordinator URL or a valid --config ({loaded.Errors[0]})");
+        }
+
+        return string.IsNullOrWhiteSpace(loaded.Options.Coordinator.Address)
+            ? (null, $"no coordinator address: {path} has no HaMesh:Coordinator:Address; pass --coordinator URL")
+            : (loaded.Options.Coordinator.Address, null);
+    }
+
+    public TimeSpan Timeout(ParseResult parse) => TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(timeout), 0.1, 600));
+
+    public static CoordinatorService.CoordinatorServiceClient Client(string address, out GrpcChannel channel)
+    {
+        channel = GrpcChannels.Create(address, new TimingOptions());
+        return new CoordinatorService.CoordinatorServiceClient(channel);
+    }
+}

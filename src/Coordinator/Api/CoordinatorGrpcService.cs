@@ -1,0 +1,190 @@
+using System.Diagnostics.CodeAnalysis;
+using Grpc.Core;
+using HaMesh.Coordinator.Events;
+using HaMesh.Coordinator.Membership;
+using HaMesh.Protocol.V1;
+using HaMesh.Shared.Configuration;
+using Microsoft.Extensions.Options;
+
+namespace HaMesh.Coordinator.Api;
+
+/// <summary>CoordinatorService: the Connect stream, status and events (R14: thin, validating adapter).</summary>
+public sealed partial class CoordinatorGrpcService(
+    IOptions<HaMeshOptions> options,
+    NodeRegistry registry,
+    ClusterStatusBuilder statusBuilder,
+    InMemoryEventLog eventLog,
+    IEventSink events,
+    ILogger<CoordinatorGrpcService> logger) : CoordinatorService.CoordinatorServiceBase
+{
+    private const int DefaultEventLimit = 100;
+    private const int MaxEventLimit = 1000;
+    private readonly HaMeshOptions _options = options.Value;
+
+    public override async Task Connect(IAsyncStreamReader<AgentMessage> requestStream, IServerStreamWriter<CoordinatorMessage> responseStream, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        if (!await requestStream.MoveNext(ct))
+        {
+            return;
+        }
+
+        var first = requestStream.Current;
+        if (first.BodyCase != AgentMessage.BodyOneofCase.Hello)
+        {
+            ThrowInvalid("hello", "the first message on Connect must be a hello naming the node");
+        }
+
+        var node = first.Hello.Node;
+        if (!registry.IsKnown(node))
+        {
+            Log.UnknownNode(logger, node, context.Peer);
+            await events.AppendAsync(new EventRecord("ConnectRejected", $"unknown node '{Truncate(node)}' from {context.Peer}", Node: "", Severity: EventSeverity.Warning), ct);
+            throw new RpcException(new global::Grpc.Core.Status(StatusCode.PermissionDenied, $"node '{Truncate(node)}' is not a member of cluster '{_options.Cluster.Name}'"));
+        }
+
+        registry.StreamOpened(node);
+        Log.AgentConnected(logger, node, context.Peer);
+        try
+        {
+            var timings = _options.Cluster.Timings;
+            await responseStream.WriteAsync(new CoordinatorMessage
+            {
+                Welcome = new CoordinatorWelcome
+                {
+                    Cluster = _options.Cluster.Name,
+                    ViewVersion = registry.Current.Version,
+                    Heartbeat = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(timings.Heartbeat),
+                    Lease = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(timings.Lease),
+                },
+            }, ct);
+
+            while (await requestStream.MoveNext(ct))
+            {
+                var message = requestStream.Current;
+                switch (message.BodyCase)
+                {
+                    case AgentMessage.BodyOneofCase.Report:
+                        if (message.Report.Node != node)
+                        {
+                            throw new RpcException(new global::Grpc.Core.Status(StatusCode.PermissionDenied, $"report for '{Truncate(message.Report.Node)}' on the stream of '{node}'"));
+                        }
+
+                        registry.Accept(node, message.Report);
+                        break;
+                    case AgentMessage.BodyOneofCase.LeaseRequest:
+                        await responseStream.WriteAsync(new CoordinatorMessage { LeaseGrant = RefuseLease(message.LeaseRequest) }, ct);
+                        break;
+                    default:
+                        ThrowInvalid("body", "expected a report or a lease request after the hello");
+                        break;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // the agent went away
+        }
+        catch (IOException)
+        {
+            // the connection broke
+        }
+        finally
+        {
+            registry.StreamClosed(node);
+            Log.AgentDisconnected(logger, node);
+        }
+    }
+
+    public override Task<ClusterStatus> GetClusterStatus(GetClusterStatusRequest request, ServerCallContext context) =>
+        Task.FromResult(statusBuilder.Build());
+
+    public override Task<ListEventsResponse> ListEvents(ListEventsRequest request, ServerCallContext context)
+    {
+        if (request.Limit < 0 || request.Limit > MaxEventLimit)
+        {
+            ThrowInvalid("limit", $"must be between 0 and {MaxEventLimit}");
+        }
+
+        var limit = request.Limit == 0 ? DefaultEventLimit : request.Limit;
+        var since = request.Since?.ToDateTimeOffset();
+        var response = new ListEventsResponse();
+        response.Events.AddRange(eventLog.List(request.AfterSequence)
+            .Where(e => Matches(e, request.Resource) && (since is null || e.Time >= since))
+            .Take(limit)
+            .Select(EventMapping.ToProto));
+        response.LastSequence = response.Events.Count > 0 ? response.Events[^1].Sequence : request.AfterSequence;
+        return Task.FromResult(response);
+    }
+
+    public override async Task WatchEvents(WatchEventsRequest request, IServerStreamWriter<ClusterEvent> responseStream, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        var after = request.AfterSequence;
+        try
+        {
+            while (!ct.IsCancellationRequested)
+            {
+                var changed = eventLog.WaitForChangeAsync(ct);
+                foreach (var e in eventLog.List(after))
+                {
+                    after = e.Sequence;
+                    if (Matches(e, request.Resource))
+                    {
+                        await responseStream.WriteAsync(EventMapping.ToProto(e), ct);
+                    }
+                }
+
+                await changed;
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // the watcher went away
+        }
+    }
+
+    public override Task<OperationResult> Switchover(SwitchoverRequest request, ServerCallContext context) => throw NotYet("Switchover");
+
+    public override Task<OperationResult> SetMaintenance(SetMaintenanceRequest request, ServerCallContext context) => throw NotYet("SetMaintenance");
+
+    public override Task<ClaimIpResponse> ClaimIp(ClaimIpRequest request, ServerCallContext context) => throw NotYet("ClaimIp");
+
+    public override Task<GetIpResponse> GetIp(GetIpRequest request, ServerCallContext context) => throw NotYet("GetIp");
+
+    public override Task<FencePeerResponse> FencePeer(FencePeerRequest request, ServerCallContext context) => throw NotYet("FencePeer");
+
+    public override Task<OperationResult> ForcePromote(ForcePromoteRequest request, ServerCallContext context) => throw NotYet("ForcePromote");
+
+    private static LeaseGrant RefuseLease(LeaseRequest request) => new()
+    {
+        Resource = request.Resource,
+        Generation = request.Generation,
+        Sequence = request.Sequence,
+        Granted = false,
+        Reason = "this coordinator does not grant leases yet; the peer grant applies",
+    };
+
+    private static bool Matches(StoredEvent e, string resource) => string.IsNullOrEmpty(resource) || e.Record.Resource == resource;
+
+    private static RpcException NotYet(string call) =>
+        new(new global::Grpc.Core.Status(StatusCode.Unimplemented, $"{call} is not available in this coordinator version"));
+
+    private static string Truncate(string value) => value.Length <= 64 ? value : value[..64] + "…";
+
+    [DoesNotReturn]
+    private static void ThrowInvalid(string field, string reason) =>
+        throw new RpcException(new global::Grpc.Core.Status(StatusCode.InvalidArgument, $"{field}: {reason}"));
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "Agent {Node} connected from {Peer}")]
+        public static partial void AgentConnected(ILogger logger, string node, string peer);
+
+        [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Agent {Node} stream closed")]
+        public static partial void AgentDisconnected(ILogger logger, string node);
+
+        [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "Rejected Connect from unknown node {Node} ({Peer})")]
+        public static partial void UnknownNode(ILogger logger, string node, string peer);
+    }
+}

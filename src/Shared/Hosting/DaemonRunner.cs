@@ -1,0 +1,54 @@
+using HaMesh.Shared.Configuration;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace HaMesh.Shared.Hosting;
+
+public static partial class DaemonRunner
+{
+    public static WebApplicationBuilder AddHaMeshDaemonLogging(this WebApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss.fff ";
+            o.UseUtcTimestamp = true;
+        });
+        return builder;
+    }
+
+    /// <summary>
+    /// Starts the daemon, prints one "listening on" line per bound address on stdout (labs and tests
+    /// start daemons on port 0 and read it), warns when TLS is off, and waits for shutdown.
+    /// </summary>
+    public static async Task<int> RunHaMeshDaemonAsync(this WebApplication app, string component, HaMeshOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        ArgumentNullException.ThrowIfNull(options);
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(component);
+        if (options.Tls.Insecure)
+        {
+            Log.InsecureMode(logger, component);
+        }
+
+        await app.StartAsync();
+        foreach (var address in ListenAddress.Bound(app.Services.GetRequiredService<IServer>()))
+        {
+            await Console.Out.WriteLineAsync($"{component} listening on {address}");
+        }
+
+        await Console.Out.FlushAsync();
+        await app.WaitForShutdownAsync();
+        return 0;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 3001, Level = LogLevel.Warning, Message = "{Component}: TLS is OFF (HaMesh:Tls:Insecure=true): gRPC is plain text and unauthenticated; use only on a private network")]
+        public static partial void InsecureMode(ILogger logger, string component);
+    }
+}
