@@ -23,6 +23,12 @@ public sealed record IpCidr(IPAddress Address, int PrefixLength)
             return false;
         }
 
+        // IPAddress.TryParse accepts legacy short forms ("203.0.113" = 203.0.0.113): require a dotted quad.
+        if (address.AddressFamily == AddressFamily.InterNetwork && addressText.Count(c => c == '.') != 3)
+        {
+            return false;
+        }
+
         var max = address.AddressFamily == AddressFamily.InterNetwork ? 32 : 128;
         var prefix = max;
         if (slash >= 0 && !int.TryParse(text.AsSpan(slash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out prefix))
