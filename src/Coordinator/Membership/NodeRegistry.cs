@@ -22,6 +22,7 @@ public sealed class NodeRegistry
     private readonly TimeProvider _time;
     private readonly TimeSpan _silenceThreshold;
     private LiveView _view;
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public NodeRegistry(IOptions<HaMeshOptions> options, TimeProvider time)
     {
@@ -32,6 +33,15 @@ public sealed class NodeRegistry
     }
 
     public LiveView Current => Volatile.Read(ref _view);
+
+    /// <summary>Completes at the next change of the view (a report, a stream opening or closing).</summary>
+    public Task WaitForChangeAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            return _changed.Task.WaitAsync(cancellationToken);
+        }
+    }
 
     public bool IsKnown(string node) => Current.Nodes.ContainsKey(node);
 
@@ -55,6 +65,7 @@ public sealed class NodeRegistry
 
     private void Update(string node, Func<NodeEntry, NodeEntry> change)
     {
+        TaskCompletionSource changed;
         lock (_lock)
         {
             if (!_view.Nodes.TryGetValue(node, out var entry))
@@ -63,6 +74,10 @@ public sealed class NodeRegistry
             }
 
             Volatile.Write(ref _view, new LiveView(_view.Version + 1, _view.Nodes.SetItem(node, change(entry))));
+            changed = _changed;
+            _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         }
+
+        changed.TrySetResult();
     }
 }

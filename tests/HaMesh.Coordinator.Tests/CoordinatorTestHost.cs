@@ -1,0 +1,56 @@
+using Grpc.Net.Client;
+using HaMesh.Coordinator.Hosting;
+using HaMesh.Protocol.V1;
+using HaMesh.Shared.Configuration;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+
+namespace HaMesh.Coordinator.Tests;
+
+/// <summary>The coordinator's real composition on an in-memory TestServer (R23), with a fake clock.</summary>
+public sealed class CoordinatorTestHost : IAsyncDisposable
+{
+    public static readonly DateTimeOffset T0 = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
+    private CoordinatorTestHost(WebApplication app, FakeTimeProvider time)
+    {
+        App = app;
+        Time = time;
+        Channel = GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions { HttpHandler = app.GetTestServer().CreateHandler() });
+        Client = new CoordinatorService.CoordinatorServiceClient(Channel);
+    }
+
+    public WebApplication App { get; }
+
+    public FakeTimeProvider Time { get; }
+
+    public GrpcChannel Channel { get; }
+
+    public CoordinatorService.CoordinatorServiceClient Client { get; }
+
+    public static async Task<CoordinatorTestHost> StartAsync(HaMeshOptions options, FakeTimeProvider? time = null, Action<IServiceCollection>? configure = null)
+    {
+        time ??= new FakeTimeProvider(T0);
+        var builder = WebApplication.CreateBuilder();
+        builder.WebHost.UseTestServer();
+        builder.Services.AddSingleton<TimeProvider>(time);
+        configure?.Invoke(builder.Services);
+        builder.AddHaMeshCoordinator(options);
+        var app = builder.Build();
+        app.MapHaMeshCoordinatorEndpoints();
+        await app.StartAsync();
+        return new CoordinatorTestHost(app, time);
+    }
+
+    public T Get<T>()
+        where T : notnull => App.Services.GetRequiredService<T>();
+
+    public async ValueTask DisposeAsync()
+    {
+        Channel.Dispose();
+        await App.StopAsync();
+        await App.DisposeAsync();
+    }
+}
