@@ -31,7 +31,7 @@ public static class AgentHostingExtensions
             o.MaxSendMessageSize = GrpcChannels.MaxMessageBytes;
         });
         services.AddGrpcReflection();
-        services.AddGrpcHealthChecks().AddCheck("coordinator-link", () => Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy());
+        services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false).AddCheck<CoordinatorLinkHealthCheck>("coordinator-link");
         builder.ConfigureHaMeshKestrel(options.Agent.Listen);
         return builder;
     }

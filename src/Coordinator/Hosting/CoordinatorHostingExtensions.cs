@@ -30,7 +30,7 @@ public static class CoordinatorHostingExtensions
             o.MaxSendMessageSize = GrpcChannels.MaxMessageBytes;
         });
         services.AddGrpcReflection();
-        services.AddGrpcHealthChecks();
+        services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false).AddCheck<ClusterViewHealthCheck>("cluster-view");
         builder.ConfigureHaMeshKestrel(options.Coordinator.Listen);
         return builder;
     }

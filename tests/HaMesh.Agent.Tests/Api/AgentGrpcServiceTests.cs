@@ -2,6 +2,7 @@ using Grpc.Core;
 using HaMesh.Agent.Drbd;
 using HaMesh.Protocol.V1;
 using HaMesh.Testing;
+using HaMesh.Testing.Hosts;
 
 namespace HaMesh.Agent.Tests.Api;
 

@@ -2,6 +2,7 @@ using Grpc.Core;
 using HaMesh.Coordinator.Membership;
 using HaMesh.Protocol.V1;
 using HaMesh.Testing;
+using HaMesh.Testing.Hosts;
 
 namespace HaMesh.Coordinator.Tests.Api;
 

@@ -9,7 +9,7 @@ using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 
-namespace HaMesh.Agent.Tests;
+namespace HaMesh.Testing.Hosts;
 
 public sealed class FakeDrbdReader : IDrbdReader
 {

@@ -7,7 +7,7 @@ using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 
-namespace HaMesh.Coordinator.Tests;
+namespace HaMesh.Testing.Hosts;
 
 /// <summary>The coordinator's real composition on an in-memory TestServer (R23), with a fake clock.</summary>
 public sealed class CoordinatorTestHost : IAsyncDisposable
