@@ -38,6 +38,7 @@ public sealed class TimingOptions
     public TimeSpan OvhTimeout { get; set; } = TimeSpan.FromMinutes(10);
 
     /// <summary>How long a node may stay silent before it counts as gone: lease + drift margin.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public TimeSpan SilenceThreshold => Lease + DriftMargin;
 }
 
