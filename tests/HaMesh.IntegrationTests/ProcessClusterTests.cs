@@ -38,27 +38,10 @@ public sealed class ProcessClusterTests : IAsyncLifetime
 
     private StandIns Node84(string role, string peerRole, bool aliasPresent, string serviceState)
     {
-        var s = new StandIns();
+        var s = StandIns.Drbd84Node(role, peerRole, aliasPresent, serviceState);
         _standIns.Add(s);
-        File.WriteAllText(s.ProcDrbd, $"""
-            version: 8.4.11 (api:1/proto:86-101)
-            srcversion: F73C670A7EC572DB9CF3E5B 
-             0: cs:Connected ro:{role}/{peerRole} ds:UpToDate/UpToDate C r-----
-                ns:0 nr:0 dw:0 dr:0 al:8 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:0
-
-            """);
-        s.Record("drbdadm", ["role", "r0"], $"{role}/{peerRole}\n")
-         .Record("drbdadm", ["cstate", "r0"], "Connected\n")
-         .Record("drbdadm", ["dstate", "r0"], "UpToDate/UpToDate\n")
-         .Record("ip", ["-j", "addr", "show", "dev", "eth0"], IpJson(aliasPresent))
-         .Record("systemctl", ["is-active", "postgresql.service"], serviceState + "\n", serviceState == "active" ? 0 : 3);
         return s;
     }
-
-    private static string IpJson(bool alias) =>
-        "[{\"ifindex\":2,\"ifname\":\"eth0\",\"flags\":[\"BROADCAST\",\"MULTICAST\",\"UP\",\"LOWER_UP\"],\"mtu\":1500,\"operstate\":\"UP\",\"addr_info\":[{\"family\":\"inet\",\"local\":\"198.51.100.7\",\"prefixlen\":24,\"scope\":\"global\",\"label\":\"eth0\"}"
-        + (alias ? ",{\"family\":\"inet\",\"local\":\"203.0.113.10\",\"prefixlen\":32,\"scope\":\"global\",\"label\":\"eth0\"}" : "")
-        + "]}]\n";
 
     private HaMeshOptions Options(int coordinatorPort, int portA, int portB)
     {
@@ -74,20 +57,6 @@ public sealed class ProcessClusterTests : IAsyncLifetime
         o.Agent.StateDirectory = _dir;
         return o;
     }
-
-    private static Dictionary<string, string> AgentEnv(string node, int port, StandIns s) => new()
-    {
-        ["HaMesh__Agent__Node"] = node,
-        ["HaMesh__Agent__Listen"] = $"http://127.0.0.1:{port}",
-        ["HaMesh__Agent__StateDirectory"] = Path.Combine(s.Directory, "state"),
-        ["HaMesh__Agent__Commands__Drbdadm"] = s.Path_("drbdadm"),
-        ["HaMesh__Agent__Commands__Drbdsetup"] = s.Path_("drbdsetup"),
-        ["HaMesh__Agent__Commands__Ip"] = s.Path_("ip"),
-        ["HaMesh__Agent__Commands__Systemctl"] = s.Path_("systemctl"),
-        ["HaMesh__Agent__Commands__Mount"] = s.Path_("mount"),
-        ["HaMesh__Agent__Commands__Umount"] = s.Path_("umount"),
-        ["HaMesh__Agent__Commands__ProcDrbd"] = s.ProcDrbd,
-    };
 
     private DaemonProcess Start(string name, string project, string assembly, IEnumerable<string> args, Dictionary<string, string>? env = null)
     {
@@ -129,8 +98,8 @@ public sealed class ProcessClusterTests : IAsyncLifetime
         var aUp = WaitForEventAsync(client, "NodeReachable", "a", ct);
         var bUp = WaitForEventAsync(client, "NodeReachable", "b", ct);
 
-        var a = Start("agent-a", "src/Agent", "hamesh-agent", ["--config", config], AgentEnv("a", aport, Node84("Primary", "Secondary", aliasPresent: true, "active")));
-        var b = Start("agent-b", "src/Agent", "hamesh-agent", ["--config", config], AgentEnv("b", bport, Node84("Secondary", "Primary", aliasPresent: false, "inactive")));
+        var a = Start("agent-a", "src/Agent", "hamesh-agent", ["--config", config], StandIns.AgentEnvironment("a", aport, Node84("Primary", "Secondary", aliasPresent: true, "active")));
+        var b = Start("agent-b", "src/Agent", "hamesh-agent", ["--config", config], StandIns.AgentEnvironment("b", bport, Node84("Secondary", "Primary", aliasPresent: false, "inactive")));
         await Task.WhenAll(a.WaitForListeningAsync(ct), b.WaitForListeningAsync(ct));
         await Task.WhenAll(aUp, bUp).WaitAsync(TimeSpan.FromSeconds(30), ct);
 

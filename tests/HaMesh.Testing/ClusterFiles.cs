@@ -1,7 +1,7 @@
 using System.Text.Json;
 using HaMesh.Shared.Configuration;
 
-namespace HaMesh.IntegrationTests;
+namespace HaMesh.Testing;
 
 public static class ClusterFiles
 {
