@@ -14,5 +14,11 @@ builder.Services.AddSystemd();
 builder.AddHaMeshDaemonLogging();
 builder.AddHaMeshCoordinator(config.Options!);
 var app = builder.Build();
+if (app.OpenStore() is { } storeProblem)
+{
+    await Console.Error.WriteLineAsync($"hamesh-coordinator: {storeProblem}");
+    return 3;
+}
+
 app.MapHaMeshCoordinatorEndpoints();
 return await app.RunHaMeshDaemonAsync("hamesh-coordinator", config.Options!);

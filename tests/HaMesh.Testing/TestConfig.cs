@@ -5,6 +5,9 @@ namespace HaMesh.Testing;
 /// <summary>A valid two-node, one-resource cluster for tests; each test changes what it needs.</summary>
 public static class TestConfig
 {
+    /// <summary>Placeholder store path: the in-memory coordinator host replaces it with a unique temporary file.</summary>
+    public const string SharedStorePath = "/tmp/hamesh-test.db";
+
     public static HaMeshOptions TwoNodes(string agentNode = "a", string coordinatorAddress = "http://127.0.0.1:1") => new()
     {
         Cluster = new ClusterOptions { Name = "test" },
@@ -21,7 +24,7 @@ public static class TestConfig
                 Services = ["postgresql.service"], FailoverIps = ["203.0.113.10/32"], Interface = "eth0", PreferredNode = "a",
             },
         ],
-        Coordinator = new CoordinatorOptions { Listen = "http://127.0.0.1:0", Address = coordinatorAddress, StorePath = "/tmp/hamesh-test.db" },
+        Coordinator = new CoordinatorOptions { Listen = "http://127.0.0.1:0", Address = coordinatorAddress, StorePath = SharedStorePath },
         Agent = new AgentOptions { Node = agentNode, Listen = "http://127.0.0.1:0", StateDirectory = "/tmp/hamesh-test" },
         Tls = new TlsOptions { Insecure = true },
     };

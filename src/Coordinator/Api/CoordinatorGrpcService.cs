@@ -13,8 +13,7 @@ public sealed partial class CoordinatorGrpcService(
     IOptions<HaMeshOptions> options,
     NodeRegistry registry,
     ClusterStatusBuilder statusBuilder,
-    InMemoryEventLog eventLog,
-    IEventSink events,
+    IEventLog eventLog,
     ILogger<CoordinatorGrpcService> logger) : CoordinatorService.CoordinatorServiceBase
 {
     private const int DefaultEventLimit = 100;
@@ -39,7 +38,7 @@ public sealed partial class CoordinatorGrpcService(
         if (!registry.IsKnown(node))
         {
             Log.UnknownNode(logger, node, context.Peer);
-            await events.AppendAsync(new EventRecord("ConnectRejected", $"unknown node '{Truncate(node)}' from {context.Peer}", Node: "", Severity: EventSeverity.Warning), ct);
+            await eventLog.AppendAsync(new EventRecord("ConnectRejected", $"unknown node '{Truncate(node)}' from {context.Peer}", Node: "", Severity: EventSeverity.Warning), ct);
             throw new RpcException(new global::Grpc.Core.Status(StatusCode.PermissionDenied, $"node '{Truncate(node)}' is not a member of cluster '{_options.Cluster.Name}'"));
         }
 

@@ -4,7 +4,7 @@ namespace HaMesh.Coordinator.Events;
 /// In-memory event log: used until the durable store is configured, and by tests. Keeps the
 /// most recent events and lets readers list and follow them.
 /// </summary>
-public sealed class InMemoryEventLog(TimeProvider time, int capacity = 10_000) : IEventSink
+public sealed class InMemoryEventLog(TimeProvider time, int capacity = 10_000) : IEventLog
 {
     private readonly Lock _lock = new();
     private readonly LinkedList<StoredEvent> _events = new();

@@ -1,6 +1,7 @@
 using HaMesh.Coordinator.Api;
 using HaMesh.Coordinator.Events;
 using HaMesh.Coordinator.Membership;
+using HaMesh.Coordinator.Store;
 using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Grpc;
 using HaMesh.Shared.Hosting;
@@ -20,8 +21,10 @@ public static class CoordinatorHostingExtensions
         services.AddSingleton<NodeRegistry>();
         services.AddSingleton<IpRoutingCache>();
         services.AddSingleton<ClusterStatusBuilder>();
-        services.AddSingleton(sp => new InMemoryEventLog(sp.GetRequiredService<TimeProvider>()));
-        services.TryAddSingleton<IEventSink>(sp => sp.GetRequiredService<InMemoryEventLog>());
+        var storePath = options.Coordinator.StorePath;
+        services.AddSingleton(sp => SqliteStore.Open(storePath, sp.GetRequiredService<TimeProvider>()));
+        services.TryAddSingleton<IEventLog>(sp => sp.GetRequiredService<SqliteStore>());
+        services.TryAddSingleton<IEventSink>(sp => sp.GetRequiredService<IEventLog>());
         services.AddSingleton<FailureDetector>();
         services.AddHostedService(sp => sp.GetRequiredService<FailureDetector>());
         services.AddGrpc(o =>
@@ -33,6 +36,21 @@ public static class CoordinatorHostingExtensions
         services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false).AddCheck<ClusterViewHealthCheck>("cluster-view");
         builder.ConfigureHaMeshKestrel(options.Coordinator.Listen);
         return builder;
+    }
+
+    /// <summary>Opens the store now, so a corrupt or unreadable store stops the coordinator before it listens.</summary>
+    public static string? OpenStore(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        try
+        {
+            app.Services.GetRequiredService<SqliteStore>();
+            return null;
+        }
+        catch (StoreException ex)
+        {
+            return ex.Message;
+        }
     }
 
     public static WebApplication MapHaMeshCoordinatorEndpoints(this WebApplication app)

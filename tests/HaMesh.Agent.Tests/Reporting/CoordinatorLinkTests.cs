@@ -73,7 +73,7 @@ public sealed class CoordinatorLinkTests
         using var link = new CoordinatorLink(Options.Create(agentOptions), collector, signal, TimeProvider.System, NullLogger<CoordinatorLink>.Instance,
             () => new CoordinatorService.CoordinatorServiceClient(coordinator.Channel));
         await link.StartAsync(ct);
-        var events = coordinator.Get<HaMesh.Coordinator.Events.InMemoryEventLog>();
+        var events = coordinator.Get<HaMesh.Coordinator.Events.IEventLog>();
         while (events.List(0).Count(e => e.Record.Kind == "ConnectRejected") < 2)
         {
             await events.WaitForChangeAsync(ct).WaitAsync(TimeSpan.FromSeconds(20), ct);

@@ -33,6 +33,12 @@ public sealed class CoordinatorTestHost : IAsyncDisposable
     public static async Task<CoordinatorTestHost> StartAsync(HaMeshOptions options, FakeTimeProvider? time = null, Action<IServiceCollection>? configure = null)
     {
         time ??= new FakeTimeProvider(T0);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Coordinator.StorePath == TestConfig.SharedStorePath)
+        {
+            options.Coordinator.StorePath = Path.Combine(Path.GetTempPath(), $"hamesh-test-{Guid.NewGuid():N}.db");
+        }
+
         var builder = WebApplication.CreateBuilder();
         builder.WebHost.UseTestServer();
         builder.Services.AddSingleton<TimeProvider>(time);

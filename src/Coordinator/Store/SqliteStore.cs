@@ -1,0 +1,362 @@
+using System.Globalization;
+using System.Text.Json;
+using HaMesh.Coordinator.Events;
+using Microsoft.Data.Sqlite;
+
+namespace HaMesh.Coordinator.Store;
+
+/// <summary>
+/// The coordinator's durable store (SQLite, WAL, synchronous=FULL): generations, outdated marks,
+/// maintenance, in-flight operations and the append-only event log. Every write is committed
+/// (fsync'd) before the call returns, so "persist generation g+1, then use it" holds across a crash.
+/// An existing file that is unreadable, corrupt or not a HaMesh store is refused, never replaced.
+/// </summary>
+public sealed class SqliteStore : IEventLog, IDisposable
+{
+    private const int SchemaVersion = 1;
+    private readonly Lock _lock = new();
+    private readonly SqliteConnection _db;
+    private readonly TimeProvider _time;
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private SqliteStore(SqliteConnection db, TimeProvider time)
+    {
+        _db = db;
+        _time = time;
+    }
+
+    public string Path { get; private init; } = "";
+
+    /// <summary>Opens (or creates) the store at <paramref name="path"/>.</summary>
+    /// <exception cref="StoreException">The file exists but cannot be used.</exception>
+    public static SqliteStore Open(string path, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var existed = File.Exists(path);
+        if (existed && new FileInfo(path).Length == 0)
+        {
+            throw new StoreException($"store '{path}' exists but is empty (0 bytes); refusing to start over it. Restore it from a backup, or delete it deliberately to start a new cluster history.");
+        }
+
+        var directory = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
+        if (!existed && directory is not null && !Directory.Exists(directory))
+        {
+            throw new StoreException($"store directory '{directory}' does not exist");
+        }
+
+        var builder = new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = false };
+        var db = new SqliteConnection(builder.ToString());
+        try
+        {
+            db.Open();
+            Exec(db, "PRAGMA journal_mode=WAL;");
+            Exec(db, "PRAGMA synchronous=FULL;");
+            Exec(db, "PRAGMA foreign_keys=ON;");
+            var check = Scalar(db, "PRAGMA quick_check;") as string;
+            if (check != "ok")
+            {
+                throw new StoreException($"store '{path}' failed its integrity check ({check}); refusing to start. Restore it from a backup.");
+            }
+
+            var hasMeta = Scalar(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta';") is long n && n > 0;
+            if (existed && !hasMeta)
+            {
+                throw new StoreException($"'{path}' is not a HaMesh coordinator store (no meta table); refusing to use it");
+            }
+
+            if (!hasMeta)
+            {
+                CreateSchema(db);
+            }
+
+            var version = Convert.ToInt32(Scalar(db, "SELECT value FROM meta WHERE key='schema_version';"), CultureInfo.InvariantCulture);
+            if (version != SchemaVersion)
+            {
+                throw new StoreException($"store '{path}' has schema version {version}; this coordinator understands {SchemaVersion}");
+            }
+
+            return new SqliteStore(db, time) { Path = path };
+        }
+        catch (SqliteException ex)
+        {
+            db.Dispose();
+            throw new StoreException($"store '{path}' cannot be opened: {ex.Message}", ex);
+        }
+        catch
+        {
+            db.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose() => _db.Dispose();
+
+    // ---------------- resources and generations ----------------
+
+    public ResourceRecord GetResource(string resource)
+    {
+        lock (_lock)
+        {
+            return ReadResource(resource);
+        }
+    }
+
+    /// <summary>
+    /// Atomically moves <paramref name="resource"/> from <paramref name="expected"/> to expected + 1 with
+    /// <paramref name="primaryNode"/> as the intended primary, and records the event in the same
+    /// transaction. Returns the new generation once it is durable; throws if the generation moved on.
+    /// </summary>
+    public ulong AdvanceGeneration(string resource, ulong expected, string primaryNode, EventRecord record, bool isFailover)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        StoredEvent stored;
+        ulong next;
+        lock (_lock)
+        {
+            using var tx = _db.BeginTransaction();
+            var current = ReadResource(resource).Generation;
+            if (current != expected)
+            {
+                throw new InvalidOperationException($"generation of '{resource}' is {current}, expected {expected}");
+            }
+
+            next = current + 1;
+            var now = _time.GetUtcNow();
+            Exec(_db, """
+                INSERT INTO resources(name, generation, primary_node, maintenance, last_failover_ms) VALUES ($r, $g, $p, 0, $f)
+                ON CONFLICT(name) DO UPDATE SET generation = $g, primary_node = $p, last_failover_ms = COALESCE($f, last_failover_ms);
+                """, ("$r", resource), ("$g", (long)next), ("$p", primaryNode), ("$f", isFailover ? now.ToUnixTimeMilliseconds() : null));
+            stored = InsertEvent(record with { Generation = next }, now);
+            tx.Commit();
+        }
+
+        Notify();
+        return next;
+    }
+
+    public void SetMaintenance(string resource, bool enabled, EventRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        lock (_lock)
+        {
+            using var tx = _db.BeginTransaction();
+            Exec(_db, """
+                INSERT INTO resources(name, generation, primary_node, maintenance) VALUES ($r, 0, '', $m)
+                ON CONFLICT(name) DO UPDATE SET maintenance = $m;
+                """, ("$r", resource), ("$m", enabled ? 1 : 0));
+            InsertEvent(record, _time.GetUtcNow());
+            tx.Commit();
+        }
+
+        Notify();
+    }
+
+    /// <summary>Records <paramref name="node"/> outdated at <paramref name="generation"/> (DRBD fencing, design §4.1); durable on return.</summary>
+    public void MarkOutdated(string resource, string node, ulong generation, EventRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        lock (_lock)
+        {
+            using var tx = _db.BeginTransaction();
+            Exec(_db, """
+                INSERT INTO outdated(resource, node, generation) VALUES ($r, $n, $g)
+                ON CONFLICT(resource, node) DO UPDATE SET generation = MAX(generation, $g);
+                """, ("$r", resource), ("$n", node), ("$g", (long)generation));
+            InsertEvent(record, _time.GetUtcNow());
+            tx.Commit();
+        }
+
+        Notify();
+    }
+
+    public void ClearOutdated(string resource, string node, EventRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        lock (_lock)
+        {
+            using var tx = _db.BeginTransaction();
+            Exec(_db, "DELETE FROM outdated WHERE resource = $r AND node = $n;", ("$r", resource), ("$n", node));
+            InsertEvent(record, _time.GetUtcNow());
+            tx.Commit();
+        }
+
+        Notify();
+    }
+
+    // ---------------- operations ----------------
+
+    public void SaveOperation(OperationRecord op)
+    {
+        ArgumentNullException.ThrowIfNull(op);
+        lock (_lock)
+        {
+            Exec(_db, """
+                INSERT INTO operations(id, resource, kind, target, generation, phase, started_ms, state) VALUES ($i, $r, $k, $t, $g, $p, $s, $j)
+                ON CONFLICT(id) DO UPDATE SET phase = $p, state = $j, generation = $g;
+                """, ("$i", op.Id), ("$r", op.Resource), ("$k", op.Kind), ("$t", op.TargetNode), ("$g", (long)op.Generation),
+                ("$p", op.Phase), ("$s", op.StartedAt.ToUnixTimeMilliseconds()), ("$j", op.StateJson));
+        }
+    }
+
+    public void CompleteOperation(string id)
+    {
+        lock (_lock)
+        {
+            Exec(_db, "DELETE FROM operations WHERE id = $i;", ("$i", id));
+        }
+    }
+
+    public IReadOnlyList<OperationRecord> PendingOperations()
+    {
+        lock (_lock)
+        {
+            using var cmd = Command(_db, "SELECT id, resource, kind, target, generation, phase, started_ms, state FROM operations ORDER BY started_ms;");
+            using var r = cmd.ExecuteReader();
+            var list = new List<OperationRecord>();
+            while (r.Read())
+            {
+                list.Add(new OperationRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), (ulong)r.GetInt64(4), r.GetString(5),
+                    DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(6)), r.GetString(7)));
+            }
+
+            return list;
+        }
+    }
+
+    // ---------------- events ----------------
+
+    public ValueTask<StoredEvent> AppendAsync(EventRecord record, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        StoredEvent stored;
+        lock (_lock)
+        {
+            stored = InsertEvent(record, _time.GetUtcNow());
+        }
+
+        Notify();
+        return ValueTask.FromResult(stored);
+    }
+
+    public IReadOnlyList<StoredEvent> List(ulong afterSequence, int limit = int.MaxValue)
+    {
+        lock (_lock)
+        {
+            using var cmd = Command(_db, "SELECT seq, time_ms, kind, resource, node, generation, severity, message, attributes FROM events WHERE seq > $a ORDER BY seq LIMIT $l;",
+                ("$a", (long)afterSequence), ("$l", (long)limit));
+            using var r = cmd.ExecuteReader();
+            var list = new List<StoredEvent>();
+            while (r.Read())
+            {
+                var attributes = JsonSerializer.Deserialize<Dictionary<string, string>>(r.GetString(8)) ?? [];
+                var record = new EventRecord(r.GetString(2), r.GetString(7), r.GetString(3), r.GetString(4), (ulong)r.GetInt64(5), Enum.Parse<EventSeverity>(r.GetString(6)))
+                {
+                    Attributes = attributes,
+                };
+                list.Add(new StoredEvent((ulong)r.GetInt64(0), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(1)), record));
+            }
+
+            return list;
+        }
+    }
+
+    public Task WaitForChangeAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            return _changed.Task.WaitAsync(cancellationToken);
+        }
+    }
+
+    private StoredEvent InsertEvent(EventRecord record, DateTimeOffset now)
+    {
+        using var cmd = Command(_db, """
+            INSERT INTO events(time_ms, kind, resource, node, generation, severity, message, attributes) VALUES ($t, $k, $r, $n, $g, $s, $m, $a);
+            SELECT last_insert_rowid();
+            """, ("$t", now.ToUnixTimeMilliseconds()), ("$k", record.Kind), ("$r", record.Resource), ("$n", record.Node), ("$g", (long)record.Generation),
+            ("$s", record.Severity.ToString()), ("$m", record.Message), ("$a", JsonSerializer.Serialize(record.Attributes)));
+        var seq = (long)cmd.ExecuteScalar()!;
+        return new StoredEvent((ulong)seq, DateTimeOffset.FromUnixTimeMilliseconds(now.ToUnixTimeMilliseconds()), record);
+    }
+
+    private void Notify()
+    {
+        TaskCompletionSource changed;
+        lock (_lock)
+        {
+            changed = _changed;
+            _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        changed.TrySetResult();
+    }
+
+    private ResourceRecord ReadResource(string resource)
+    {
+        ulong generation = 0;
+        var primary = "";
+        var maintenance = false;
+        DateTimeOffset? lastFailover = null;
+        using (var cmd = Command(_db, "SELECT generation, primary_node, maintenance, last_failover_ms FROM resources WHERE name = $r;", ("$r", resource)))
+        using (var r = cmd.ExecuteReader())
+        {
+            if (r.Read())
+            {
+                generation = (ulong)r.GetInt64(0);
+                primary = r.GetString(1);
+                maintenance = r.GetInt64(2) != 0;
+                lastFailover = r.IsDBNull(3) ? null : DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(3));
+            }
+        }
+
+        var outdated = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        using (var cmd = Command(_db, "SELECT node, generation FROM outdated WHERE resource = $r;", ("$r", resource)))
+        using (var r = cmd.ExecuteReader())
+        {
+            while (r.Read())
+            {
+                outdated[r.GetString(0)] = (ulong)r.GetInt64(1);
+            }
+        }
+
+        return new ResourceRecord(resource, generation, primary, maintenance, lastFailover, outdated);
+    }
+
+    private static void CreateSchema(SqliteConnection db)
+    {
+        using var tx = db.BeginTransaction();
+        Exec(db, """
+            CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE resources(name TEXT PRIMARY KEY, generation INTEGER NOT NULL, primary_node TEXT NOT NULL, maintenance INTEGER NOT NULL, last_failover_ms INTEGER);
+            CREATE TABLE outdated(resource TEXT NOT NULL, node TEXT NOT NULL, generation INTEGER NOT NULL, PRIMARY KEY(resource, node));
+            CREATE TABLE operations(id TEXT PRIMARY KEY, resource TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, generation INTEGER NOT NULL, phase TEXT NOT NULL, started_ms INTEGER NOT NULL, state TEXT NOT NULL);
+            CREATE TABLE events(seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, kind TEXT NOT NULL, resource TEXT NOT NULL, node TEXT NOT NULL, generation INTEGER NOT NULL, severity TEXT NOT NULL, message TEXT NOT NULL, attributes TEXT NOT NULL);
+            """);
+        Exec(db, "INSERT INTO meta(key, value) VALUES ('schema_version', $v);", ("$v", SchemaVersion.ToString(CultureInfo.InvariantCulture)));
+        tx.Commit();
+    }
+
+    private static SqliteCommand Command(SqliteConnection db, string sql, params (string Name, object? Value)[] parameters)
+    {
+        var cmd = db.CreateCommand();
+        cmd.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            cmd.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        return cmd;
+    }
+
+    private static void Exec(SqliteConnection db, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var cmd = Command(db, sql, parameters);
+        cmd.ExecuteNonQuery();
+    }
+
+    private static object? Scalar(SqliteConnection db, string sql)
+    {
+        using var cmd = Command(db, sql);
+        return cmd.ExecuteScalar();
+    }
+}

@@ -1,0 +1,175 @@
+using HaMesh.Coordinator.Events;
+using HaMesh.Coordinator.Store;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Time.Testing;
+
+namespace HaMesh.Coordinator.Tests.Store;
+
+public sealed class SqliteStoreTests : IDisposable
+{
+    private static readonly DateTimeOffset T0 = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+    private readonly string _dir = Directory.CreateTempSubdirectory("hamesh-store-").FullName;
+    private readonly FakeTimeProvider _time = new(T0);
+
+    public void Dispose()
+    {
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    private string PathOf(string name = "c.db") => Path.Combine(_dir, name);
+
+    private static EventRecord Event(string kind) => new(kind, kind + " happened", Resource: "db", Node: "b");
+
+    [Fact]
+    public void AdvanceGeneration_Reopened_GenerationAndPrimaryAndEventSurvive()
+    {
+        using (var store = SqliteStore.Open(PathOf(), _time))
+        {
+            Assert.Equal(1UL, store.AdvanceGeneration("db", 0, "a", Event("Bootstrap"), isFailover: false));
+            _time.Advance(TimeSpan.FromMinutes(1));
+            Assert.Equal(2UL, store.AdvanceGeneration("db", 1, "b", Event("FailoverStarted"), isFailover: true));
+        }
+
+        using var reopened = SqliteStore.Open(PathOf(), _time);
+        var r = reopened.GetResource("db");
+        Assert.Equal(2UL, r.Generation);
+        Assert.Equal("b", r.PrimaryNode);
+        Assert.Equal(T0 + TimeSpan.FromMinutes(1), r.LastFailoverAt);
+        var events = reopened.List(0);
+        Assert.Equal(["Bootstrap", "FailoverStarted"], events.Select(e => e.Record.Kind));
+        Assert.Equal(2UL, events[1].Record.Generation);
+    }
+
+    [Fact]
+    public void AdvanceGeneration_StaleExpectation_RefusedAndNothingWritten()
+    {
+        using var store = SqliteStore.Open(PathOf(), _time);
+        store.AdvanceGeneration("db", 0, "a", Event("Bootstrap"), isFailover: false);
+        var ex = Assert.Throws<InvalidOperationException>(() => store.AdvanceGeneration("db", 0, "b", Event("FailoverStarted"), isFailover: true));
+        Assert.Contains("is 1, expected 0", ex.Message);
+        Assert.Equal(1UL, store.GetResource("db").Generation);
+        Assert.Single(store.List(0));
+    }
+
+    [Fact]
+    public void UnknownResource_GenerationZeroNoPrimary()
+    {
+        using var store = SqliteStore.Open(PathOf(), _time);
+        var r = store.GetResource("web");
+        Assert.Equal(0UL, r.Generation);
+        Assert.Equal("", r.PrimaryNode);
+        Assert.False(r.Maintenance);
+        Assert.Empty(r.OutdatedNodes);
+    }
+
+    [Fact]
+    public async Task Events_SequenceContinuesAfterReopen_AttributesRoundTrip()
+    {
+        using (var store = SqliteStore.Open(PathOf(), _time))
+        {
+            await store.AppendAsync(Event("A") with { Attributes = new Dictionary<string, string> { ["task"] = "42" } }, TestContext.Current.CancellationToken);
+        }
+
+        using var reopened = SqliteStore.Open(PathOf(), _time);
+        var second = await reopened.AppendAsync(Event("B"), TestContext.Current.CancellationToken);
+        Assert.Equal(2UL, second.Sequence);
+        var all = reopened.List(0);
+        Assert.Equal("42", all[0].Record.Attributes["task"]);
+        Assert.Equal(["B"], reopened.List(1).Select(e => e.Record.Kind));
+        Assert.Single(reopened.List(0, limit: 1));
+    }
+
+    [Fact]
+    public async Task WaitForChange_CompletesOnAppend()
+    {
+        using var store = SqliteStore.Open(PathOf(), _time);
+        var changed = store.WaitForChangeAsync(TestContext.Current.CancellationToken);
+        Assert.False(changed.IsCompleted);
+        await store.AppendAsync(Event("A"), TestContext.Current.CancellationToken);
+        await changed.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
+    public void OutdatedMarks_PersistKeepHighestGenerationAndClear()
+    {
+        using (var store = SqliteStore.Open(PathOf(), _time))
+        {
+            store.MarkOutdated("db", "b", 5, Event("PeerOutdated"));
+            store.MarkOutdated("db", "b", 3, Event("PeerOutdated"));
+        }
+
+        using var reopened = SqliteStore.Open(PathOf(), _time);
+        Assert.Equal(5UL, reopened.GetResource("db").OutdatedNodes["b"]);
+        reopened.ClearOutdated("db", "b", Event("OutdatedCleared"));
+        Assert.Empty(reopened.GetResource("db").OutdatedNodes);
+    }
+
+    [Fact]
+    public void Maintenance_Persists()
+    {
+        using (var store = SqliteStore.Open(PathOf(), _time))
+        {
+            store.SetMaintenance("db", true, Event("MaintenanceOn"));
+        }
+
+        using var reopened = SqliteStore.Open(PathOf(), _time);
+        Assert.True(reopened.GetResource("db").Maintenance);
+    }
+
+    [Fact]
+    public void Operations_PendingUntilCompleted_SurviveReopen()
+    {
+        using (var store = SqliteStore.Open(PathOf(), _time))
+        {
+            store.SaveOperation(new OperationRecord("op-1", "db", "Failover", "b", 4, "Promote", T0, "{}"));
+            store.SaveOperation(new OperationRecord("op-1", "db", "Failover", "b", 4, "MoveIp", T0, "{\"task\":7}"));
+        }
+
+        using var reopened = SqliteStore.Open(PathOf(), _time);
+        var op = Assert.Single(reopened.PendingOperations());
+        Assert.Equal("MoveIp", op.Phase);
+        Assert.Equal("{\"task\":7}", op.StateJson);
+        reopened.CompleteOperation("op-1");
+        Assert.Empty(reopened.PendingOperations());
+    }
+
+    [Fact]
+    public void Open_GarbageFile_RefusedWithClearMessageAndFileKept()
+    {
+        File.WriteAllBytes(PathOf(), [.. Enumerable.Range(0, 4096).Select(i => (byte)(i * 7))]);
+        var ex = Assert.Throws<StoreException>(() => SqliteStore.Open(PathOf(), _time));
+        Assert.Contains(PathOf(), ex.Message);
+        Assert.Equal(4096, new FileInfo(PathOf()).Length);
+    }
+
+    [Fact]
+    public void Open_EmptyExistingFile_Refused()
+    {
+        File.WriteAllBytes(PathOf(), []);
+        var ex = Assert.Throws<StoreException>(() => SqliteStore.Open(PathOf(), _time));
+        Assert.Contains("empty", ex.Message);
+    }
+
+    [Fact]
+    public void Open_ForeignSqliteDatabase_RefusedNotReused()
+    {
+        using (var db = new SqliteConnection($"Data Source={PathOf()};Pooling=False"))
+        {
+            db.Open();
+            using var cmd = db.CreateCommand();
+            cmd.CommandText = "CREATE TABLE customers(id INTEGER);";
+            cmd.ExecuteNonQuery();
+        }
+
+        var ex = Assert.Throws<StoreException>(() => SqliteStore.Open(PathOf(), _time));
+        Assert.Contains("not a HaMesh coordinator store", ex.Message);
+    }
+
+    [Fact]
+    public void Open_MissingDirectory_Refused()
+    {
+        var ex = Assert.Throws<StoreException>(() => SqliteStore.Open(Path.Combine(_dir, "no", "such", "c.db"), _time));
+        Assert.Contains("does not exist", ex.Message);
+    }
+}
