@@ -27,6 +27,8 @@ public static class CliApp
 
         var target = new CoordinatorTarget(coordinator, config, timeout);
         root.Subcommands.Add(StatusCommand.Create(target, stdout, stderr));
+        root.Subcommands.Add(EventsCommand.Create(target, stdout, stderr));
+        root.Subcommands.Add(MaintenanceCommand.Create(target, stdout, stderr));
         root.Subcommands.Add(ConfigCommand.Create(stdout, stderr));
 
         var parse = root.Parse(args);

@@ -2,6 +2,8 @@ using System.Diagnostics.CodeAnalysis;
 using Grpc.Core;
 using HaMesh.Coordinator.Events;
 using HaMesh.Coordinator.Membership;
+using HaMesh.Coordinator.Operations;
+using HaMesh.Coordinator.Store;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Configuration;
 using Microsoft.Extensions.Options;
@@ -14,6 +16,8 @@ public sealed partial class CoordinatorGrpcService(
     NodeRegistry registry,
     ClusterStatusBuilder statusBuilder,
     IEventLog eventLog,
+    SqliteStore store,
+    FencingRecorder fencing,
     ILogger<CoordinatorGrpcService> logger) : CoordinatorService.CoordinatorServiceBase
 {
     private const int DefaultEventLimit = 100;
@@ -145,13 +149,46 @@ public sealed partial class CoordinatorGrpcService(
 
     public override Task<OperationResult> Switchover(SwitchoverRequest request, ServerCallContext context) => throw NotYet("Switchover");
 
-    public override Task<OperationResult> SetMaintenance(SetMaintenanceRequest request, ServerCallContext context) => throw NotYet("SetMaintenance");
+    public override Task<OperationResult> SetMaintenance(SetMaintenanceRequest request, ServerCallContext context)
+    {
+        OperatorRequests.RequireResource(_options, request.Resource);
+        var record = store.GetResource(request.Resource);
+        OperatorRequests.RequireCurrentGeneration(request.Generation, record.Generation, request.Resource);
+        var state = request.Enabled ? "on" : "off";
+        if (record.Maintenance != request.Enabled)
+        {
+            var reason = string.IsNullOrWhiteSpace(request.Reason) ? "" : $": {OperatorRequests.Truncate(request.Reason)}";
+            store.SetMaintenance(request.Resource, request.Enabled, new EventRecord(
+                request.Enabled ? "MaintenanceOn" : "MaintenanceOff",
+                $"maintenance {state} for {request.Resource}{reason} (automatic decisions {(request.Enabled ? "suspended" : "resumed")}; reports continue)",
+                request.Resource, Generation: record.Generation, Severity: EventSeverity.Warning));
+            Log.Maintenance(logger, request.Resource, state);
+        }
+
+        return Task.FromResult(new OperationResult { Resource = request.Resource, Generation = record.Generation, Accepted = true, Message = $"maintenance {state}" });
+    }
 
     public override Task<ClaimIpResponse> ClaimIp(ClaimIpRequest request, ServerCallContext context) => throw NotYet("ClaimIp");
 
     public override Task<GetIpResponse> GetIp(GetIpRequest request, ServerCallContext context) => throw NotYet("GetIp");
 
-    public override Task<FencePeerResponse> FencePeer(FencePeerRequest request, ServerCallContext context) => throw NotYet("FencePeer");
+    public override Task<FencePeerResponse> FencePeer(FencePeerRequest request, ServerCallContext context)
+    {
+        OperatorRequests.RequireResource(_options, request.Resource);
+        OperatorRequests.RequireNode(_options, request.RequestingNode, "requesting_node");
+        OperatorRequests.RequireNode(_options, request.PeerNode, "peer_node");
+        if (request.PeerNode == request.RequestingNode)
+        {
+            ThrowInvalid("peer_node", "must differ from requesting_node");
+        }
+
+        if (request.Generation == 0)
+        {
+            ThrowInvalid("generation", "must be at least 1");
+        }
+
+        return fencing.RecordAsync(request, context.CancellationToken);
+    }
 
     public override Task<OperationResult> ForcePromote(ForcePromoteRequest request, ServerCallContext context) => throw NotYet("ForcePromote");
 
@@ -182,6 +219,9 @@ public sealed partial class CoordinatorGrpcService(
 
         [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Agent {Node} stream closed")]
         public static partial void AgentDisconnected(ILogger logger, string node);
+
+        [LoggerMessage(EventId = 2004, Level = LogLevel.Warning, Message = "Maintenance {State} for {Resource}")]
+        public static partial void Maintenance(ILogger logger, string resource, string state);
 
         [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "Rejected Connect from unknown node {Node} ({Peer})")]
         public static partial void UnknownNode(ILogger logger, string node, string peer);

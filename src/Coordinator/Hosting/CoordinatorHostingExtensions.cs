@@ -1,6 +1,7 @@
 using HaMesh.Coordinator.Api;
 using HaMesh.Coordinator.Events;
 using HaMesh.Coordinator.Membership;
+using HaMesh.Coordinator.Operations;
 using HaMesh.Coordinator.Store;
 using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Grpc;
@@ -25,6 +26,7 @@ public static class CoordinatorHostingExtensions
         services.AddSingleton(sp => SqliteStore.Open(storePath, sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<IEventLog>(sp => sp.GetRequiredService<SqliteStore>());
         services.TryAddSingleton<IEventSink>(sp => sp.GetRequiredService<IEventLog>());
+        services.AddSingleton<FencingRecorder>();
         services.AddSingleton<FailureDetector>();
         services.AddHostedService(sp => sp.GetRequiredService<FailureDetector>());
         services.AddGrpc(o =>

@@ -1,4 +1,5 @@
 using Google.Protobuf.WellKnownTypes;
+using HaMesh.Coordinator.Store;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Configuration;
 using Microsoft.Extensions.Options;
@@ -20,7 +21,7 @@ public sealed class IpRoutingCache
 }
 
 /// <summary>Renders the live view as <see cref="ClusterStatus"/> for GetClusterStatus and hameshctl.</summary>
-public sealed class ClusterStatusBuilder(IOptions<HaMeshOptions> options, NodeRegistry registry, IpRoutingCache routes, TimeProvider time)
+public sealed class ClusterStatusBuilder(IOptions<HaMeshOptions> options, NodeRegistry registry, IpRoutingCache routes, SqliteStore store, TimeProvider time)
 {
     private readonly HaMeshOptions _options = options.Value;
 
@@ -68,13 +69,18 @@ public sealed class ClusterStatusBuilder(IOptions<HaMeshOptions> options, NodeRe
             .Where(x => x.Status is not null)
             .ToList();
         var primaries = reports.Where(x => x.Status!.Drbd?.Role == DrbdRole.Primary).Select(x => x.Node).ToList();
+        var record = store.GetResource(resource.Name);
         var result = new ClusterResource
         {
             Resource = resource.Name,
-            Generation = reports.Count == 0 ? 0 : reports.Max(x => x.Status!.Generation),
-            PrimaryNode = primaries.Count == 1 ? primaries[0] : string.Join(",", primaries),
+            // The coordinator's persisted generation is the truth; before the first one (a new
+            // cluster), show what the agents report.
+            Generation = record.Generation > 0 ? record.Generation : reports.Count == 0 ? 0 : reports.Max(x => x.Status!.Generation),
+            PrimaryNode = record.PrimaryNode.Length > 0 ? record.PrimaryNode : string.Join(",", primaries),
             PreferredNode = resource.PreferredNode,
+            Maintenance = record.Maintenance,
         };
+        result.OutdatedNodes.AddRange(record.OutdatedNodes.Keys.Order(StringComparer.Ordinal));
         foreach (var ip in resource.FailoverIps)
         {
             result.FailoverIps.Add(routes.Get(ip) ?? new FailoverIpStatus { Ip = ip });

@@ -1,0 +1,57 @@
+using System.CommandLine;
+using Grpc.Core;
+using HaMesh.Protocol.V1;
+using HaMesh.Shared.Grpc;
+
+namespace HaMesh.Cli.Commands;
+
+/// <summary>hameshctl maintenance on|off RESOURCE [--reason TEXT]: suspend or resume automatic decisions.</summary>
+public static class MaintenanceCommand
+{
+    public static Command Create(CoordinatorTarget target, TextWriter stdout, TextWriter stderr)
+    {
+        var state = new Argument<string>("state") { Description = "on or off" };
+        state.AcceptOnlyFromAmong("on", "off");
+        var resource = new Argument<string>("resource") { Description = "Resource name" };
+        var reason = new Option<string?>("--reason") { Description = "Why (recorded in the event log)" };
+        var command = new Command("maintenance", "Suspend (on) or resume (off) automatic failover for a resource; reports continue");
+        command.Arguments.Add(state);
+        command.Arguments.Add(resource);
+        command.Options.Add(reason);
+        command.SetAction(async (parse, ct) =>
+        {
+            var (address, error) = target.Resolve(parse);
+            if (address is null)
+            {
+                await stderr.WriteLineAsync($"hameshctl: {error}");
+                return CliApp.Usage;
+            }
+
+            var client = CoordinatorTarget.Client(address, out var channel);
+            using (channel)
+            {
+                try
+                {
+                    var name = parse.GetValue(resource)!;
+                    // the command acts on the generation the operator's view shows now (a stale view is refused)
+                    var status = await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: RpcDeadline.In(target.Timeout(parse)), cancellationToken: ct);
+                    var generation = status.Resources.FirstOrDefault(r => r.Resource == name)?.Generation ?? 0;
+                    var result = await client.SetMaintenanceAsync(new SetMaintenanceRequest
+                    {
+                        Resource = name,
+                        Generation = generation,
+                        Enabled = parse.GetValue(state) == "on",
+                        Reason = parse.GetValue(reason) ?? "",
+                    }, deadline: RpcDeadline.In(target.Timeout(parse)), cancellationToken: ct);
+                    await stdout.WriteLineAsync($"{name}: {result.Message} (generation {result.Generation})");
+                    return CliApp.Ok;
+                }
+                catch (RpcException ex)
+                {
+                    return CliApp.ReportRpcError(stderr, address, ex);
+                }
+            }
+        });
+        return command;
+    }
+}
