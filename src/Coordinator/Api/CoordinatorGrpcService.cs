@@ -18,6 +18,7 @@ public sealed partial class CoordinatorGrpcService(
     IEventLog eventLog,
     SqliteStore store,
     FencingRecorder fencing,
+    LeaseGrantor leases,
     ILogger<CoordinatorGrpcService> logger) : CoordinatorService.CoordinatorServiceBase
 {
     private const int DefaultEventLimit = 100;
@@ -76,7 +77,7 @@ public sealed partial class CoordinatorGrpcService(
                         registry.Accept(node, message.Report);
                         break;
                     case AgentMessage.BodyOneofCase.LeaseRequest:
-                        await responseStream.WriteAsync(new CoordinatorMessage { LeaseGrant = RefuseLease(message.LeaseRequest) }, ct);
+                        await responseStream.WriteAsync(new CoordinatorMessage { LeaseGrant = leases.Decide(node, message.LeaseRequest) }, ct);
                         break;
                     default:
                         ThrowInvalid("body", "expected a report or a lease request after the hello");
@@ -191,15 +192,6 @@ public sealed partial class CoordinatorGrpcService(
     }
 
     public override Task<OperationResult> ForcePromote(ForcePromoteRequest request, ServerCallContext context) => throw NotYet("ForcePromote");
-
-    private static LeaseGrant RefuseLease(LeaseRequest request) => new()
-    {
-        Resource = request.Resource,
-        Generation = request.Generation,
-        Sequence = request.Sequence,
-        Granted = false,
-        Reason = "this coordinator does not grant leases yet; the peer grant applies",
-    };
 
     private static bool Matches(StoredEvent e, string resource) => string.IsNullOrEmpty(resource) || e.Record.Resource == resource;
 

@@ -27,6 +27,7 @@ public static class CoordinatorHostingExtensions
         services.TryAddSingleton<IEventLog>(sp => sp.GetRequiredService<SqliteStore>());
         services.TryAddSingleton<IEventSink>(sp => sp.GetRequiredService<IEventLog>());
         services.AddSingleton<FencingRecorder>();
+        services.AddSingleton<LeaseGrantor>();
         services.AddSingleton<FailureDetector>();
         services.AddHostedService(sp => sp.GetRequiredService<FailureDetector>());
         services.AddGrpc(o =>

@@ -6,7 +6,11 @@ using Microsoft.Extensions.Options;
 namespace HaMesh.Coordinator.Membership;
 
 /// <summary>What the coordinator knows of one node: its last report and when it arrived (monotonic timestamp).</summary>
-public sealed record NodeEntry(string Node, NodeStatus? LastReport, long? LastSeenTimestamp, int Connections);
+public sealed record NodeEntry(string Node, NodeStatus? LastReport, long? LastSeenTimestamp, int Connections)
+{
+    /// <summary>When the coordinator last granted this node a lease (monotonic timestamp), if ever.</summary>
+    public long? LastGrantTimestamp { get; init; }
+}
 
 /// <summary>An immutable, versioned snapshot of the live view (R11).</summary>
 public sealed record LiveView(ulong Version, ImmutableDictionary<string, NodeEntry> Nodes);
@@ -48,6 +52,9 @@ public sealed class NodeRegistry
     /// <summary>Records a report from <paramref name="node"/> (the stream's authenticated node).</summary>
     public void Accept(string node, NodeStatus report) =>
         Update(node, e => e with { LastReport = report, LastSeenTimestamp = _time.GetTimestamp() });
+
+    /// <summary>Records a lease grant to <paramref name="node"/> now.</summary>
+    public void RecordGrant(string node) => Update(node, e => e with { LastGrantTimestamp = _time.GetTimestamp() });
 
     public void StreamOpened(string node) => Update(node, e => e with { Connections = e.Connections + 1 });
 
