@@ -28,6 +28,8 @@ public static class CoordinatorHostingExtensions
         services.TryAddSingleton<IEventSink>(sp => sp.GetRequiredService<IEventLog>());
         services.AddSingleton<FencingRecorder>();
         services.AddSingleton<LeaseGrantor>();
+        services.TryAddSingleton<IAgentCommands, AgentCommandClient>();
+        services.AddSingleton<FailoverIpVerifier>();
         services.AddSingleton<FailureDetector>();
         services.AddHostedService(sp => sp.GetRequiredService<FailureDetector>());
         services.AddGrpc(o =>

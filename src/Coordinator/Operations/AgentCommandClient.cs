@@ -1,0 +1,62 @@
+using System.Collections.Concurrent;
+using Grpc.Core;
+using Grpc.Net.Client;
+using HaMesh.Protocol.V1;
+using HaMesh.Shared.Configuration;
+using HaMesh.Shared.Grpc;
+using Microsoft.Extensions.Options;
+
+namespace HaMesh.Coordinator.Operations;
+
+/// <summary>The coordinator's calls to agents (Promote, Demote, Outdate, Ping), each with a deadline.</summary>
+public interface IAgentCommands
+{
+    Task<ActionResult> PromoteAsync(string node, PromoteRequest request, CancellationToken cancellationToken);
+
+    Task<ActionResult> DemoteAsync(string node, DemoteRequest request, CancellationToken cancellationToken);
+
+    /// <summary>Pings <paramref name="address"/> (a node's agent address, or the agent through the failover IP).</summary>
+    Task<PingResponse> PingAsync(string address, string nonce, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// gRPC implementation: one channel per address, reused. Actions get a deadline long enough for the
+/// agent's whole step sequence (command timeout × steps); pings get a heartbeat-scale deadline.
+/// </summary>
+public sealed class AgentCommandClient(IOptions<HaMeshOptions> options) : IAgentCommands, IDisposable
+{
+    private readonly HaMeshOptions _options = options.Value;
+    private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
+
+    public Task<ActionResult> PromoteAsync(string node, PromoteRequest request, CancellationToken cancellationToken) =>
+        Client(AddressOf(node)).PromoteAsync(request, deadline: RpcDeadline.In(ActionDeadline), cancellationToken: cancellationToken).ResponseAsync;
+
+    public Task<ActionResult> DemoteAsync(string node, DemoteRequest request, CancellationToken cancellationToken) =>
+        Client(AddressOf(node)).DemoteAsync(request, deadline: RpcDeadline.In(ActionDeadline), cancellationToken: cancellationToken).ResponseAsync;
+
+    public Task<PingResponse> PingAsync(string address, string nonce, CancellationToken cancellationToken) =>
+        Client(address).PingAsync(new PingRequest { Nonce = nonce }, deadline: RpcDeadline.In(_options.Cluster.Timings.Lease), cancellationToken: cancellationToken).ResponseAsync;
+
+    public void Dispose()
+    {
+        foreach (var channel in _channels.Values)
+        {
+            channel.Dispose();
+        }
+    }
+
+    private TimeSpan ActionDeadline
+    {
+        get
+        {
+            var steps = 4 + _options.Resources.Max(r => r.Services.Count + r.FailoverIps.Count);
+            return _options.Agent.CommandTimeout * steps;
+        }
+    }
+
+    private string AddressOf(string node) =>
+        _options.FindNode(node)?.AgentAddress ?? throw new RpcException(new Status(StatusCode.InvalidArgument, $"node: '{node}' is not configured"));
+
+    private AgentService.AgentServiceClient Client(string address) =>
+        new(_channels.GetOrAdd(address, a => GrpcChannels.Create(a, _options.Cluster.Timings)));
+}
