@@ -52,9 +52,13 @@ public sealed class DaemonProcess : IAsyncDisposable
 
     public static string Dll(string projectDir, string assembly) => Path.Combine(BuildOutput(projectDir), assembly + ".dll");
 
-    public static DaemonProcess Start(string name, string dll, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, string? workingDirectory = null)
+    public static DaemonProcess Start(string name, string dll, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, string? workingDirectory = null) =>
+        StartIn(null, name, dll, args, environment, workingDirectory);
+
+    /// <summary>Starts the daemon inside network namespace <paramref name="netns"/> (ip netns exec execs into it, so the PID is the daemon's).</summary>
+    public static DaemonProcess StartIn(string? netns, string name, string dll, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, string? workingDirectory = null)
     {
-        var psi = new ProcessStartInfo("dotnet")
+        var psi = new ProcessStartInfo(netns is null ? "dotnet" : "/usr/sbin/ip")
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
@@ -62,6 +66,14 @@ public sealed class DaemonProcess : IAsyncDisposable
             RedirectStandardInput = true,
             WorkingDirectory = workingDirectory ?? Path.GetDirectoryName(dll)!,
         };
+        if (netns is not null)
+        {
+            foreach (var a in new[] { "netns", "exec", netns, "dotnet" })
+            {
+                psi.ArgumentList.Add(a);
+            }
+        }
+
         psi.ArgumentList.Add(dll);
         foreach (var a in args)
         {
@@ -125,6 +137,21 @@ public sealed class DaemonProcess : IAsyncDisposable
         await _process.WaitForExitAsync(cancellationToken).WaitAsync(timeout, cancellationToken);
         return _process.ExitCode;
     }
+
+    /// <summary>SIGSTOP / SIGCONT: a frozen process (GC pause, swap storm) that holds its sockets open.</summary>
+    public void Signal(int signal)
+    {
+        if (!_process.HasExited && Kill(_process.Id, signal) != 0)
+        {
+            throw new InvalidOperationException($"{Name}: kill({_process.Id}, {signal}) failed");
+        }
+    }
+
+    public const int SigStop = 19;
+    public const int SigCont = 18;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
 
     /// <summary>SIGKILL, the whole tree: the crash the HA logic must survive.</summary>
     public void Kill()
