@@ -1,5 +1,6 @@
 using HaMesh.Agent.Actions;
 using HaMesh.Agent.Api;
+using HaMesh.Agent.Drbd;
 using HaMesh.Agent.Reporting;
 using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Grpc;
@@ -20,6 +21,7 @@ public static class AgentHostingExtensions
         services.AddSingleton(Microsoft.Extensions.Options.Options.Create(options));
         services.AddSingleton<AgentLocalState>();
         services.TryAddSingleton<IAgentLocalState>(sp => sp.GetRequiredService<AgentLocalState>());
+        services.AddAgentReaders();
         services.AddSingleton<ReportSignal>();
         services.AddSingleton<StatusCollector>();
         services.TryAddSingleton<IAgentActions, UnavailableAgentActions>();
