@@ -1,6 +1,8 @@
 using HaMesh.Agent.Actions;
 using HaMesh.Agent.Api;
 using HaMesh.Agent.Drbd;
+using HaMesh.Agent.Lease;
+using HaMesh.Agent.State;
 using HaMesh.Agent.Reporting;
 using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Grpc;
@@ -24,7 +26,12 @@ public static class AgentHostingExtensions
         services.AddAgentReaders();
         services.AddSingleton<ReportSignal>();
         services.AddSingleton<StatusCollector>();
-        services.TryAddSingleton<IAgentActions, UnavailableAgentActions>();
+        services.AddSingleton<GenerationStore>();
+        services.AddSingleton(sp => new ResourceSteps(options, sp.GetRequiredService<HaMesh.Shared.Commands.ICommandRunner>(), sp.GetRequiredService<HaMesh.Agent.Host.IHostStateReader>(), sp.GetRequiredService<TimeProvider>()));
+        services.TryAddSingleton<IFencingClients, FencingClients>();
+        services.TryAddSingleton<IAgentActions, AgentActions>();
+        services.AddSingleton<SelfFence>();
+        services.AddHostedService<PeerLink>();
         services.AddSingleton<CoordinatorLink>();
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorLink>());
         services.AddGrpc(o =>

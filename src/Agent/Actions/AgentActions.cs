@@ -1,0 +1,202 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using Grpc.Core;
+using HaMesh.Agent.Reporting;
+using HaMesh.Agent.State;
+using HaMesh.Protocol.V1;
+using HaMesh.Shared.Configuration;
+using Microsoft.Extensions.Options;
+
+namespace HaMesh.Agent.Actions;
+
+/// <summary>
+/// The agent's state-changing calls. Each carries a generation: the agent persists it before acting and
+/// refuses a lower one (FAILED_PRECONDITION "stale generation 7 &lt; 9"). Commands for one resource run
+/// one at a time; an identical command arriving while one runs joins it instead of running twice.
+/// </summary>
+public sealed partial class AgentActions(
+    IOptions<HaMeshOptions> options,
+    ResourceSteps steps,
+    GenerationStore generations,
+    AgentLocalState local,
+    StatusCollector collector,
+    ReportSignal signal,
+    IFencingClients fencing,
+    ILogger<AgentActions> logger) : IAgentActions
+{
+    private readonly HaMeshOptions _options = options.Value;
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _gates = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (string Key, Task<ActionResult> Task)> _running = new(StringComparer.Ordinal);
+
+    public Task<ActionResult> PromoteAsync(PromoteRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var resource = _options.FindResource(request.Resource)!;
+        return RunAsync(resource, "promote", request.Generation, request.Force, async ct =>
+        {
+            var result = await RunForwardAsync(steps.Activation(resource, request.Force), ct);
+            Log.Promoted(logger, resource.Name, request.Generation, result.Success, result.Message);
+            return result;
+        }, cancellationToken);
+    }
+
+    public Task<ActionResult> DemoteAsync(DemoteRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var resource = _options.FindResource(request.Resource)!;
+        return RunAsync(resource, request.DiscardMyData ? "demote-discard" : request.Reconnect ? "demote-reconnect" : "demote", request.Generation, false, async ct =>
+        {
+            var sequence = steps.Deactivation(resource).ToList();
+            if (request.DiscardMyData)
+            {
+                sequence.Insert(sequence.Count - 1, steps.Disconnect(resource));
+                sequence.Add(steps.Reconnect(resource, discardMyData: true));
+            }
+            else if (request.Reconnect)
+            {
+                sequence.Add(steps.Reconnect(resource, discardMyData: false));
+            }
+
+            // Demotion never undoes itself: a half-demoted node is safer than a re-promoted one.
+            var result = await RunForwardAsync(sequence, ct, undo: false);
+            Log.Demoted(logger, resource.Name, request.Generation, result.Success, result.Message);
+            return result;
+        }, cancellationToken);
+    }
+
+    public Task<ActionResult> OutdateAsync(OutdateRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var resource = _options.FindResource(request.Resource)!;
+        return RunAsync(resource, "outdate", request.Generation, false, ct => RunForwardAsync([steps.Outdate(resource)], ct, undo: false), cancellationToken);
+    }
+
+    public Task<RenewLeaseResponse> RenewLeaseAsync(RenewLeaseRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var mine = generations.Get(request.Resource);
+        var role = collector.Latest?.Resources.FirstOrDefault(r => r.Resource == request.Resource)?.Drbd?.Role ?? DrbdRole.Unknown;
+        local.MarkPeerContact(request.Resource);
+        var response = new RenewLeaseResponse { Generation = mine, Sequence = request.Sequence, Grantor = _options.Agent.Node };
+        // The grantor's promise (design §4): only while Secondary, never to a requester behind our generation.
+        if (role == DrbdRole.Primary)
+        {
+            response.Reason = $"{_options.Agent.Node} is Primary itself";
+        }
+        else if (request.Generation < mine)
+        {
+            response.Reason = string.Create(CultureInfo.InvariantCulture, $"stale generation {request.Generation} < {mine}");
+        }
+        else
+        {
+            response.Granted = true;
+        }
+
+        return Task.FromResult(response);
+    }
+
+    public Task<AgentFencePeerResponse> FencePeerAsync(AgentFencePeerRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var resource = _options.Resources.First(r => r.Name == request.Resource || r.DrbdResource == request.DrbdResource);
+        if (request.Unfence)
+        {
+            return Task.FromResult(new AgentFencePeerResponse { Outcome = FenceOutcome.PeerOutdated, DrbdExitCode = 0, Message = "unfence: nothing to undo" });
+        }
+
+        return fencing.FenceAsync(resource.Name, generations.Get(resource.Name), cancellationToken);
+    }
+
+    private async Task<ActionResult> RunAsync(ResourceOptions resource, string kind, ulong generation, bool force, Func<CancellationToken, Task<ActionResult>> body, CancellationToken cancellationToken)
+    {
+        var key = string.Create(CultureInfo.InvariantCulture, $"{kind}@{generation}{(force ? "!" : "")}");
+        if (_running.TryGetValue(resource.Name, out var current) && current.Key == key)
+        {
+            var joined = await current.Task.WaitAsync(cancellationToken);
+            var copy = joined.Clone();
+            copy.Joined = true;
+            return copy;
+        }
+
+        var gate = _gates.GetOrAdd(resource.Name, _ => new SemaphoreSlim(1, 1));
+        await gate.WaitAsync(cancellationToken);
+        var completion = new TaskCompletionSource<ActionResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _running[resource.Name] = (key, completion.Task);
+        try
+        {
+            var stored = generations.Get(resource.Name);
+            if (generation < stored)
+            {
+                throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                    string.Create(CultureInfo.InvariantCulture, $"generation: stale generation {generation} < {stored} for {resource.Name}; this command is from an older coordinator decision")));
+            }
+
+            // Persisted (fsync) before anything is done, so a restarted agent still refuses older commands.
+            local.SetGeneration(resource.Name, generations.Raise(resource.Name, generation));
+            var result = await body(CancellationToken.None);
+            result.Resource = resource.Name;
+            result.Generation = generation;
+            local.SetLastError(resource.Name, result.Success ? "" : result.Message);
+            completion.SetResult(result);
+            return result;
+        }
+        catch (Exception ex)
+        {
+            completion.TrySetException(ex);
+            throw;
+        }
+        finally
+        {
+            _running.TryRemove(new KeyValuePair<string, (string, Task<ActionResult>)>(resource.Name, (key, completion.Task)));
+            gate.Release();
+            signal.Trigger();
+        }
+    }
+
+    private async Task<ActionResult> RunForwardAsync(IReadOnlyList<ResourceStep> sequence, CancellationToken ct, bool undo = true)
+    {
+        var result = new ActionResult { Success = true };
+        var done = new List<ResourceStep>();
+        foreach (var step in sequence)
+        {
+            var outcome = await steps.RunAsync(step, ct);
+            result.Steps.Add(outcome);
+            if (outcome.Outcome == StepOutcome.Done)
+            {
+                done.Add(step);
+            }
+            else if (outcome.Outcome == StepOutcome.Failed)
+            {
+                result.Success = false;
+                result.Message = string.Create(CultureInfo.InvariantCulture, $"step {outcome.Step} failed: '{outcome.Command}' exited {outcome.ExitCode}: {outcome.Stderr}");
+                break;
+            }
+        }
+
+        if (!result.Success && undo)
+        {
+            // Undo what this call did (not what was already so), newest first.
+            foreach (var step in done.AsEnumerable().Reverse().Where(s => s.Undo is not null))
+            {
+                var reverse = await steps.RunAsync(new ResourceStep(step.Name, _ => Task.FromResult(false), step.Undo!, null), ct);
+                result.Steps.Add(new StepResult(reverse) { Outcome = reverse.Outcome == StepOutcome.Done ? StepOutcome.Undone : StepOutcome.Failed });
+            }
+        }
+
+        if (result.Success)
+        {
+            result.Message = string.Join(", ", result.Steps.Select(s => $"{s.Step}={s.Outcome}"));
+        }
+
+        return result;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1201, Level = LogLevel.Warning, Message = "Promote {Resource} at generation {Generation}: success={Success} ({Detail})")]
+        public static partial void Promoted(ILogger logger, string resource, ulong generation, bool success, string detail);
+
+        [LoggerMessage(EventId = 1202, Level = LogLevel.Warning, Message = "Demote {Resource} at generation {Generation}: success={Success} ({Detail})")]
+        public static partial void Demoted(ILogger logger, string resource, ulong generation, bool success, string detail);
+    }
+}

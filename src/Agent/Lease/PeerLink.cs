@@ -1,0 +1,180 @@
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using HaMesh.Agent.Reporting;
+using HaMesh.Agent.State;
+using HaMesh.Protocol.V1;
+using HaMesh.Shared.Configuration;
+using HaMesh.Shared.Grpc;
+using Microsoft.Extensions.Options;
+
+namespace HaMesh.Agent.Lease;
+
+/// <summary>
+/// Every heartbeat, per resource: asks the peer agent for a lease renewal (a Secondary peer grants; any
+/// answer is peer contact, which feeds this node's vote) and, while Primary, asks the coordinator too.
+/// The lease runs from when a granted request was SENT (design §4), so it always ends before the
+/// grantor's promise. When a Primary's lease runs out it self-fences.
+/// </summary>
+public sealed partial class PeerLink(
+    IOptions<HaMeshOptions> options,
+    AgentLocalState local,
+    StatusCollector collector,
+    CoordinatorLink coordinator,
+    GenerationStore generations,
+    SelfFence selfFence,
+    TimeProvider time,
+    ILogger<PeerLink> logger) : BackgroundService
+{
+    private readonly HaMeshOptions _options = options.Value;
+    private readonly Dictionary<ulong, long> _sentAt = [];
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, long> _leaseUntil = new(StringComparer.Ordinal);
+    private ulong _sequence;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var peer = _options.Nodes.FirstOrDefault(n => n.Name != _options.Agent.Node);
+        using var channel = peer is null ? null : GrpcChannels.Create(peer.AgentAddress, _options.Cluster.Timings);
+        var client = channel is null ? null : new AgentService.AgentServiceClient(channel);
+        coordinator.MessageReceived += OnCoordinatorMessage;
+        try
+        {
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                foreach (var resource in _options.Resources)
+                {
+                    await TickAsync(resource.Name, client, stoppingToken);
+                }
+
+                await Task.Delay(_options.Cluster.Timings.Heartbeat, time, stoppingToken);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            coordinator.MessageReceived -= OnCoordinatorMessage;
+        }
+    }
+
+    private async Task TickAsync(string resource, AgentService.AgentServiceClient? peer, CancellationToken ct)
+    {
+        var role = collector.Latest?.Resources.FirstOrDefault(r => r.Resource == resource)?.Drbd?.Role ?? DrbdRole.Unknown;
+        var generation = generations.Get(resource);
+        var lease = _options.Cluster.Timings.Lease;
+        var sequence = Interlocked.Increment(ref _sequence);
+        var sentAt = time.GetTimestamp();
+        if (role == DrbdRole.Primary)
+        {
+            lock (_lock)
+            {
+                _sentAt[sequence] = sentAt;
+                foreach (var old in _sentAt.Keys.Where(k => k + 64 < sequence).ToList())
+                {
+                    _sentAt.Remove(old);
+                }
+            }
+
+            coordinator.Enqueue(new AgentMessage { LeaseRequest = new LeaseRequest { Resource = resource, Generation = generation, Sequence = sequence, Lease = Duration.FromTimeSpan(lease) } });
+        }
+
+        if (peer is not null)
+        {
+            try
+            {
+                var reply = await peer.RenewLeaseAsync(
+                    new RenewLeaseRequest { Resource = resource, Generation = Math.Max(generation, 1), Requester = _options.Agent.Node, Lease = Duration.FromTimeSpan(lease), Sequence = sequence },
+                    deadline: RpcDeadline.In(_options.Cluster.Timings.Heartbeat * 2), cancellationToken: ct);
+                local.MarkPeerContact(resource);
+                if (reply.Granted && role == DrbdRole.Primary)
+                {
+                    Extend(resource, sentAt, reply.Grantor);
+                }
+            }
+            catch (RpcException)
+            {
+                // no peer contact this round: the contact age grows, which is this node's vote
+            }
+        }
+
+        if (role == DrbdRole.Primary)
+        {
+            await EnforceAsync(resource, ct);
+        }
+        else
+        {
+            local.SetLease(resource, LeaseState.NotHeld, null, "");
+            lock (_lock)
+            {
+                _leaseUntil.Remove(resource);
+            }
+        }
+    }
+
+    private void OnCoordinatorMessage(CoordinatorMessage message)
+    {
+        if (message.BodyCase != CoordinatorMessage.BodyOneofCase.LeaseGrant || !message.LeaseGrant.Granted)
+        {
+            return;
+        }
+
+        long sentAt;
+        lock (_lock)
+        {
+            if (!_sentAt.TryGetValue(message.LeaseGrant.Sequence, out sentAt))
+            {
+                return;
+            }
+        }
+
+        Extend(message.LeaseGrant.Resource, sentAt, "coordinator");
+    }
+
+    private void Extend(string resource, long sentAt, string grantor)
+    {
+        var until = sentAt + (long)(_options.Cluster.Timings.Lease.TotalSeconds * time.TimestampFrequency);
+        lock (_lock)
+        {
+            if (!_leaseUntil.TryGetValue(resource, out var current) || until > current)
+            {
+                _leaseUntil[resource] = until;
+                local.SetLease(resource, LeaseState.Held, until, grantor);
+            }
+        }
+    }
+
+    private async Task EnforceAsync(string resource, CancellationToken ct)
+    {
+        long until;
+        lock (_lock)
+        {
+            if (!_leaseUntil.TryGetValue(resource, out until))
+            {
+                // Primary without any lease yet (agent just started): the lease clock starts now.
+                until = time.GetTimestamp() + (long)(_options.Cluster.Timings.Lease.TotalSeconds * time.TimestampFrequency);
+                _leaseUntil[resource] = until;
+            }
+        }
+
+        if (time.GetTimestamp() < until)
+        {
+            return;
+        }
+
+        local.SetLease(resource, LeaseState.Expired, until, "");
+        Log.LeaseExpired(logger, resource);
+        var fenced = await selfFence.RunAsync(resource, ct);
+        local.SetLease(resource, fenced ? LeaseState.SelfFenced : LeaseState.Expired, null, "");
+        lock (_lock)
+        {
+            _leaseUntil.Remove(resource);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1301, Level = LogLevel.Critical, Message = "Lease of {Resource} expired while Primary (no grant from coordinator or peer): self-fencing")]
+        public static partial void LeaseExpired(ILogger logger, string resource);
+    }
+}
