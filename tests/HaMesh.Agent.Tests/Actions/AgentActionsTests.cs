@@ -1,0 +1,176 @@
+using Grpc.Core;
+using HaMesh.Agent.Actions;
+using HaMesh.Agent.Reporting;
+using HaMesh.Agent.State;
+using HaMesh.Protocol.V1;
+using HaMesh.Shared.Configuration;
+using HaMesh.Testing;
+using HaMesh.Testing.Hosts;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace HaMesh.Agent.Tests.Actions;
+
+public sealed class AgentActionsTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("hamesh-actions-").FullName;
+    private readonly HaMeshOptions _options = TestConfig.TwoNodes();
+    private readonly FakeNode _node = new();
+    private readonly GenerationStore _generations;
+    private readonly AgentActions _actions;
+
+    public AgentActionsTests()
+    {
+        _options.Agent.StateDirectory = _dir;
+        _options.Resources[0].Services = ["postgresql.service", "app.service"];
+        var o = Options.Create(_options);
+        _generations = new GenerationStore(o);
+        var local = new AgentLocalState(TimeProvider.System);
+        var collector = new StatusCollector(o, new FakeDrbdReader(), _node, local, TimeProvider.System);
+        _actions = new AgentActions(o, new ResourceSteps(_options, _node, _node, TimeProvider.System), _generations, local, collector, new ReportSignal(), new NoFencing(), NullLogger<AgentActions>.Instance);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private sealed class NoFencing : IFencingClients
+    {
+        public Task<AgentFencePeerResponse> FenceAsync(string resource, ulong generation, CancellationToken cancellationToken) =>
+            Task.FromResult(new AgentFencePeerResponse { Outcome = FenceOutcome.Failed, DrbdExitCode = 1 });
+    }
+
+    private Task<ActionResult> Promote(ulong generation) => _actions.PromoteAsync(new PromoteRequest { Resource = "db", Generation = generation }, TestContext.Current.CancellationToken);
+
+    private Task<ActionResult> Demote(ulong generation, bool reconnect = false) => _actions.DemoteAsync(new DemoteRequest { Resource = "db", Generation = generation, Reconnect = reconnect }, TestContext.Current.CancellationToken);
+
+    [Fact]
+    public async Task Promote_RunsStepsInOrder_AndPersistsGeneration()
+    {
+        var result = await Promote(5);
+        Assert.True(result.Success, result.Message);
+        Assert.Equal(["drbdadm primary r0", "mount -t ext4 /dev/drbd0 /srv/db", "systemctl start postgresql.service", "systemctl start app.service", "ip addr add 203.0.113.10/32 dev eth0"], _node.Log);
+        Assert.Equal("5\n", File.ReadAllText(_generations.PathOf("db")));
+        Assert.All(result.Steps, s => Assert.Equal(StepOutcome.Done, s.Outcome));
+    }
+
+    [Fact]
+    public async Task Promote_Twice_SecondRunChecksOnlyAndRunsNothing()
+    {
+        await Promote(5);
+        _node.Log.Clear();
+        var again = await Promote(5);
+        Assert.True(again.Success);
+        Assert.Empty(_node.Log);
+        Assert.All(again.Steps, s => Assert.Equal(StepOutcome.Already, s.Outcome));
+    }
+
+    [Fact]
+    public async Task Promote_StaleGeneration_FailedPreconditionNamesBothNumbers_NothingRun()
+    {
+        await Promote(9);
+        _node.Log.Clear();
+        var ex = await Assert.ThrowsAsync<RpcException>(() => Promote(7));
+        Assert.Equal(StatusCode.FailedPrecondition, ex.StatusCode);
+        Assert.Contains("stale generation 7 < 9", ex.Status.Detail);
+        Assert.Empty(_node.Log);
+    }
+
+    [Fact]
+    public async Task Promote_GenerationPersistedBeforeTheFirstCommand()
+    {
+        string? seen = null;
+        _node.BeforeChange = _ => seen ??= File.Exists(_generations.PathOf("db")) ? File.ReadAllText(_generations.PathOf("db")) : "missing";
+        await Promote(12);
+        Assert.Equal("12\n", seen);
+    }
+
+    [Fact]
+    public async Task Promote_StepFails_ReportsStepCommandExitAndStderr_AndUndoesWhatItDid()
+    {
+        _node.Failures["systemctl start app.service"] = (1, "Job for app.service failed because the control process exited with error code.");
+        var result = await Promote(3);
+        Assert.False(result.Success);
+        var failed = result.Steps.Single(s => s.Outcome == StepOutcome.Failed);
+        Assert.Equal(("service:app.service", "/usr/bin/systemctl start app.service", 1), (failed.Step, failed.Command, failed.ExitCode));
+        Assert.Contains("control process exited", failed.Stderr);
+        Assert.Contains("step service:app.service failed", result.Message);
+        Assert.Equal(["systemctl stop postgresql.service", "umount /srv/db", "drbdadm secondary r0"], _node.Log.Skip(4));
+        Assert.Equal("Secondary", _node.Role);
+        Assert.Equal(3, result.Steps.Count(s => s.Outcome == StepOutcome.Undone));
+    }
+
+    [Fact]
+    public async Task Promote_DrbdRefuses_MessageCarriesDrbdReason()
+    {
+        _node.Failures["drbdadm primary r0"] = (17, "0: State change failed: (-2) Need access to UpToDate data\nCommand 'drbdsetup-84 primary 0' terminated with exit code 17\n");
+        var result = await Promote(2);
+        Assert.False(result.Success);
+        Assert.Contains("state change failed (-2): Need access to UpToDate data", result.Message);
+        Assert.Equal(["drbdadm primary r0"], _node.Log);
+    }
+
+    [Fact]
+    public async Task Demote_RunsReverseOrder_AndReconnects()
+    {
+        await Promote(4);
+        _node.Log.Clear();
+        var result = await Demote(4, reconnect: true);
+        Assert.True(result.Success, result.Message);
+        Assert.Equal(["ip addr del 203.0.113.10/32 dev eth0", "systemctl stop app.service", "systemctl stop postgresql.service", "umount /srv/db", "drbdadm secondary r0", "drbdadm connect r0"], _node.Log);
+    }
+
+    [Fact]
+    public async Task DuplicateConcurrentPromote_JoinsTheRunningOne()
+    {
+        _node.Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var first = Promote(6);
+        var second = Promote(6);
+        _node.Gate.SetResult();
+        var results = await Task.WhenAll(first, second);
+        Assert.Single(_node.Log, l => l == "drbdadm primary r0");
+        Assert.False(results[0].Joined);
+        Assert.True(results[1].Joined);
+        Assert.True(results[1].Success);
+    }
+
+    [Fact]
+    public async Task DifferentConcurrentCommands_AreSerialised()
+    {
+        _node.Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var promote = Promote(6);
+        var demote = Demote(7);
+        _node.Gate.SetResult();
+        await Task.WhenAll(promote, demote);
+        var lastPromoteStep = _node.Log.IndexOf("ip addr add 203.0.113.10/32 dev eth0");
+        var firstDemoteStep = _node.Log.IndexOf("ip addr del 203.0.113.10/32 dev eth0");
+        Assert.True(lastPromoteStep < firstDemoteStep, string.Join(" | ", _node.Log));
+        Assert.Equal("Secondary", _node.Role);
+    }
+
+    [Fact]
+    public async Task CorruptGenerationFile_ClearErrorNeverZero()
+    {
+        File.WriteAllText(_generations.PathOf("db"), "seven\n");
+        var ex = await Assert.ThrowsAsync<InvalidDataException>(() => Promote(1));
+        Assert.Contains("is corrupt", ex.Message);
+        Assert.Empty(_node.Log);
+    }
+
+    [Fact]
+    public async Task GenerationSurvivesANewStore()
+    {
+        await Promote(8);
+        Assert.Equal(8UL, new GenerationStore(Options.Create(_options)).Get("db"));
+    }
+
+    [Fact]
+    public async Task RenewLease_GrantedOnlyWhileSecondaryAndNotBehind()
+    {
+        await Promote(3);
+        var ct = TestContext.Current.CancellationToken;
+        var stale = await _actions.RenewLeaseAsync(new RenewLeaseRequest { Resource = "db", Generation = 2, Requester = "b" }, ct);
+        Assert.False(stale.Granted);
+        Assert.Contains("stale generation 2 < 3", stale.Reason);
+        var ok = await _actions.RenewLeaseAsync(new RenewLeaseRequest { Resource = "db", Generation = 3, Requester = "b" }, ct);
+        Assert.True(ok.Granted);
+    }
+}
