@@ -54,9 +54,17 @@ public sealed class FakeOvhApi(FakeOvhState state, FakeOvhOptions options, TimeP
             return;
         }
 
-        if (faults.Http500 > 0)
+        if (faults.Http500 > 0 || (faults.Http500OnPost > 0 && request.Method == "POST"))
         {
-            faults.Http500--;
+            if (faults.Http500 > 0)
+            {
+                faults.Http500--;
+            }
+            else
+            {
+                faults.Http500OnPost--;
+            }
+
             context.Response.StatusCode = 500;
             context.Response.ContentType = "text/html";
             await context.Response.WriteAsync("<html><body><h1>500 Internal Server Error</h1></body></html>", context.RequestAborted);

@@ -12,6 +12,9 @@ public sealed class Faults
 
     public int Http429 { get; set; }
 
+    /// <summary>The next N POSTs fail with 500 before being processed (the move did not happen).</summary>
+    public int Http500OnPost { get; set; }
+
     public int DelayMs { get; set; }
 
     public int DropConnections { get; set; }
