@@ -11,6 +11,7 @@ namespace HaMesh.Agent.Reporting;
 public sealed class AgentLocalState(TimeProvider time) : IAgentLocalState
 {
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+    private readonly long _startedAt = time.GetTimestamp();
 
     public ulong GetGeneration(string resource) => Get(resource).Generation;
 
@@ -27,8 +28,8 @@ public sealed class AgentLocalState(TimeProvider time) : IAgentLocalState
         return status;
     }
 
-    public TimeSpan? GetPeerContactAge(string resource) =>
-        Get(resource).PeerContactAt is { } at ? time.GetElapsedTime(at) : null;
+    /// <summary>Time since the last contact with the peer agent; never heard since this agent started → time since start (never null, never shorter than the truth).</summary>
+    public TimeSpan? GetPeerContactAge(string resource) => time.GetElapsedTime(Get(resource).PeerContactAt ?? _startedAt);
 
     public string GetLastError(string resource) => Get(resource).LastError;
 

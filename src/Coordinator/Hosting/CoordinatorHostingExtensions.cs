@@ -1,5 +1,7 @@
 using HaMesh.Coordinator.Api;
 using HaMesh.Coordinator.Events;
+using HaMesh.Coordinator.Failover;
+using HaMesh.Coordinator.Ovh;
 using HaMesh.Coordinator.Membership;
 using HaMesh.Coordinator.Operations;
 using HaMesh.Coordinator.Store;
@@ -30,6 +32,13 @@ public static class CoordinatorHostingExtensions
         services.AddSingleton<LeaseGrantor>();
         services.TryAddSingleton<IAgentCommands, AgentCommandClient>();
         services.AddSingleton<FailoverIpVerifier>();
+        services.AddSingleton<ClusterViewBuilder>();
+        services.AddSingleton<DecisionLoop>();
+        services.AddHostedService(sp => sp.GetRequiredService<DecisionLoop>());
+        if (!string.IsNullOrEmpty(options.Coordinator.Ovh.CredentialsFile) || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OVH_APPLICATION_KEY")))
+        {
+            services.AddOvhCloud();
+        }
         services.AddSingleton<FailureDetector>();
         services.AddHostedService(sp => sp.GetRequiredService<FailureDetector>());
         services.AddGrpc(o =>
