@@ -17,7 +17,7 @@ public static class AgentReadersExtensions
         services.TryAddSingleton<Drbd84Reader>();
         services.TryAddSingleton<Drbd9Reader>();
         services.TryAddSingleton<IDrbdReader, DrbdReaderSelector>();
-        services.TryAddSingleton<IHostStateReader>(sp => new HostStateReader(sp.GetRequiredService<IOptions<HaMeshOptions>>(), sp.GetRequiredService<ICommandRunner>()));
+        services.TryAddSingleton<IHostStateReader>(sp => new HostStateReader(sp.GetRequiredService<IOptions<HaMeshOptions>>(), sp.GetRequiredService<ICommandRunner>(), sp.GetRequiredService<IOptions<HaMeshOptions>>().Value.Agent.Commands.MountInfo));
         return services;
     }
 }

@@ -21,7 +21,7 @@ public static class AgentHostingExtensions
         var services = builder.Services;
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(Microsoft.Extensions.Options.Options.Create(options));
-        services.AddSingleton<AgentLocalState>();
+        services.AddSingleton(sp => new AgentLocalState(sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<GenerationStore>().Get));
         services.TryAddSingleton<IAgentLocalState>(sp => sp.GetRequiredService<AgentLocalState>());
         services.AddAgentReaders();
         services.AddSingleton<ReportSignal>();

@@ -8,12 +8,13 @@ namespace HaMesh.Agent.Reporting;
 /// In-process holder of the agent's own per-resource facts, updated by the components that own
 /// them (generation store, lease core, action executor) and read by the status collector.
 /// </summary>
-public sealed class AgentLocalState(TimeProvider time) : IAgentLocalState
+public sealed class AgentLocalState(TimeProvider time, Func<string, ulong>? persistedGeneration = null) : IAgentLocalState
 {
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly long _startedAt = time.GetTimestamp();
 
-    public ulong GetGeneration(string resource) => Get(resource).Generation;
+    /// <summary>The persisted generation (the agent's state file) when available, so a restarted agent reports what it last accepted.</summary>
+    public ulong GetGeneration(string resource) => Math.Max(Get(resource).Generation, persistedGeneration?.Invoke(resource) ?? 0);
 
     public LeaseStatus GetLease(string resource)
     {

@@ -101,7 +101,7 @@ public sealed partial class DecisionLoop(
         {
             ok = decision switch
             {
-                Decision.Adopt a => Adopt(a),
+                Decision.Adopt a => Adopt(a) && await PromoteAsync(a.Resource, a.Node, 1, "adopted: tell the agent its generation (every step is already done)", ct),
                 Decision.Failover f => await FailoverAsync(f, detectedAt, ct),
                 Decision.EnsurePrimary e => await PromoteAsync(e.Resource, e.Node, e.Generation, e.Reason, ct),
                 Decision.MoveIp m => await MoveIpAsync(m.Resource, m.Node, m.Generation, m.Ip, ct) is not null,

@@ -237,9 +237,9 @@ public static class ConfigValidator
             errors.Add(new($"{Root}:Coordinator:Address", $"'{options.Coordinator.Address}' must be the coordinator's http:// or https:// URL with a port (agents dial it), e.g. http://10.0.0.3:7800"));
         }
 
-        if (!string.IsNullOrEmpty(a.Listen) && !IsHttpUrl(a.Listen))
+        if (!string.IsNullOrEmpty(a.Listen) && !a.Listen.Split(';').All(IsHttpUrl))
         {
-            errors.Add(new($"{key}:Listen", $"'{a.Listen}' must be an http:// or https:// URL with a port"));
+            errors.Add(new($"{key}:Listen", $"'{a.Listen}' must be http:// or https:// URLs with a port, separated by ';'"));
         }
 
         if (!Names.IsValidAbsolutePath(a.StateDirectory))

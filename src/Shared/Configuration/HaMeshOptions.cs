@@ -130,6 +130,9 @@ public sealed class CommandPaths
     /// <summary>The file DRBD 8.4 reports through; read directly, not executed.</summary>
     public string ProcDrbd { get; set; } = "/proc/drbd";
 
+    /// <summary>Where mounts are read from (the mount check of the mount step).</summary>
+    public string MountInfo { get; set; } = "/proc/self/mountinfo";
+
     /// <summary>Extra executables for custom resource steps.</summary>
     public List<string> Extra { get; set; } = [];
 

@@ -8,35 +8,56 @@ using HaMesh.Testing.Processes;
 namespace HaMesh.Lab;
 
 /// <summary>
-/// README command one: a coordinator and two agents as real processes on loopback, DRBD read through
-/// stand-in executables, hameshctl status, then the primary's agent is SIGKILLed and the coordinator's
-/// detection is shown with timestamps.
+/// README command one. Real processes on loopback: the fake OVH API, a coordinator, two agents whose
+/// DRBD/mount/systemctl/ip are stateful stand-ins. Agent a is primary; the demo SIGKILLs it (and takes
+/// its host's DRBD down), then shows detection, decision, promotion, the OVH move task, the end-to-end
+/// check through the failover IP, and a's rejoin as Secondary, with timestamps.
 /// </summary>
 public static class Demo
 {
+    private const string Ip = "127.0.0.10/32";
+
     public static async Task<int> RunAsync(TextWriter output, CancellationToken ct)
     {
         var clock = TimeProvider.System;
         var start = clock.GetTimestamp();
-        void Say(string text) => output.WriteLine($"[{clock.GetElapsedTime(start).TotalSeconds,7:0.000}s] {text}".ToString(CultureInfo.InvariantCulture));
+        void Say(string text) => output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[{clock.GetElapsedTime(start).TotalSeconds,7:0.000}s] {text}"));
 
         var dir = Directory.CreateTempSubdirectory("hamesh-demo-").FullName;
         var processes = new List<DaemonProcess>();
-        using var standA = StandIns.Drbd84Node("Primary", "Secondary", aliasPresent: true, "active");
-        using var standB = StandIns.Drbd84Node("Secondary", "Primary", aliasPresent: false, "inactive");
         try
         {
+            var standA = new DrbdStandIns("a", "b", dir, primary: true);
+            var standB = new DrbdStandIns("b", "a", dir, primary: false);
+            standA.Refresh();
+            standB.Refresh();
+
+            var seed = Path.Combine(dir, "ovh-state.json");
+            await File.WriteAllTextAsync(seed, $$"""{"ips":{"{{Ip}}":"ns1.ip-1-2-3.eu"},"servers":["ns1.ip-1-2-3.eu","ns2.ip-1-2-3.eu"]}""", ct);
+            var ovh = DaemonProcess.Start("fake-ovh", DaemonProcess.Dll("src/Tools/FakeOvh", "hamesh-fake-ovh"), ["--task-seconds", "2", "--rate-limit", "100000", "--state", seed]);
+            processes.Add(ovh);
+            var ovhUrl = await ovh.WaitForListeningAsync(ct);
+            Say($"fake OVH API listening on {ovhUrl} (move tasks take 2 s)");
+            var credentials = Path.Combine(dir, "ovh-credentials.json");
+            await File.WriteAllTextAsync(credentials, """{"ApplicationKey":"fake-app-key","ApplicationSecret":"fake-app-secret","ConsumerKey":"fake-consumer-key"}""", ct);
+            File.SetUnixFileMode(credentials, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+
             int cport = DaemonProcess.FreePort(), aport = DaemonProcess.FreePort(), bport = DaemonProcess.FreePort();
             var options = TestConfig.TwoNodes(coordinatorAddress: $"http://127.0.0.1:{cport}");
             options.Cluster.Name = "demo";
+            options.Cluster.Timings.OvhPollInterval = TimeSpan.FromMilliseconds(250);
             options.Coordinator.Listen = $"http://127.0.0.1:{cport}";
             options.Coordinator.StorePath = Path.Combine(dir, "coordinator.db");
+            options.Coordinator.Ovh.Endpoint = ovhUrl + "/1.0";
+            options.Coordinator.Ovh.CredentialsFile = credentials;
             options.Nodes[0].AgentAddress = $"http://127.0.0.1:{aport}";
             options.Nodes[1].AgentAddress = $"http://127.0.0.1:{bport}";
+            options.Resources[0].FailoverIps = [Ip];
+            options.Resources[0].Interface = "lo";
             options.Agent.Node = "";
             options.Agent.DrbdVersion = "drbd84";
             var config = ClusterFiles.Write(dir, options);
-            Say($"cluster file {config} (heartbeat {options.Cluster.Timings.Heartbeat.TotalMilliseconds} ms, lease {options.Cluster.Timings.Lease.TotalSeconds} s, drift margin {options.Cluster.Timings.DriftMargin.TotalMilliseconds} ms)");
+            Say($"cluster file {config}: heartbeat 250 ms, lease 2 s, drift margin 500 ms; failover IP {Ip}");
 
             var coordinator = DaemonProcess.Start("coordinator", DaemonProcess.Dll("src/Coordinator", "hamesh-coordinator"), ["--config", config]);
             processes.Add(coordinator);
@@ -46,27 +67,30 @@ public static class Demo
             using var watch = client.WatchEvents(new WatchEventsRequest(), cancellationToken: ct);
             var events = watch.ResponseStream;
 
-            var a = DaemonProcess.Start("agent-a", DaemonProcess.Dll("src/Agent", "hamesh-agent"), ["--config", config], StandIns.AgentEnvironment("a", aport, standA));
-            var b = DaemonProcess.Start("agent-b", DaemonProcess.Dll("src/Agent", "hamesh-agent"), ["--config", config], StandIns.AgentEnvironment("b", bport, standB));
-            processes.Add(a);
-            processes.Add(b);
-            Say($"agent a (DRBD Primary) listening on {await a.WaitForListeningAsync(ct)}");
+            var a = StartAgent("a", aport, standA, config, processes);
+            var b = StartAgent("b", bport, standB, config, processes);
+            Say($"agent a (DRBD Primary, service up, IP alias) listening on {await a.WaitForListeningAsync(ct)}");
             Say($"agent b (DRBD Secondary) listening on {await b.WaitForListeningAsync(ct)}");
-            await WaitForAsync(events, e => e.Kind == "NodeReachable" && e.Node == "a", Say, ct);
-            await WaitForAsync(events, e => e.Kind == "NodeReachable" && e.Node == "b", Say, ct);
-
-            Say("hameshctl status:");
+            await WaitForAsync(events, e => e.Kind == "IpVerified", Say, ct);
+            Say("cluster ready; hameshctl status:");
             await output.WriteLineAsync(await HameshctlAsync(cport, ct));
 
-            Say("SIGKILL agent a (the primary's agent)");
+            Say("=== SIGKILL agent a and take its host's DRBD down (the primary dies) ===");
             var killedAt = clock.GetTimestamp();
             a.Kill();
-            var unreachable = await WaitForAsync(events, e => e.Kind == "NodeUnreachable" && e.Node == "a", Say, ct);
-            Say($"coordinator marked a unreachable {clock.GetElapsedTime(killedAt).TotalMilliseconds:0} ms after the kill (threshold lease + margin = {options.Cluster.Timings.SilenceThreshold.TotalMilliseconds:0} ms): {unreachable.Message}");
-            Say("hameshctl status:");
+            standA.HostDown();
+            var completed = await WaitForAsync(events, e => e.Kind is "FailoverCompleted" or "OperationFailed", Say, ct);
+            Say(string.Create(CultureInfo.InvariantCulture, $"=== failover done {clock.GetElapsedTime(killedAt).TotalMilliseconds:0} ms after the kill: {completed.Message}"));
             await output.WriteLineAsync(await HameshctlAsync(cport, ct));
-            Say("failover itself (promote b, move the OVH IP) is carried out by the failover executor; see the README for what this version includes");
-            return 0;
+
+            Say("=== host a comes back (DRBD still thinks it is Primary at the old generation) ===");
+            standA.HostUp();
+            var again = StartAgent("a", aport, standA, config, processes);
+            await again.WaitForListeningAsync(ct);
+            await WaitForAsync(events, e => e.Kind is "Rejoined" or "DemoteFailed", Say, ct);
+            await output.WriteLineAsync(await HameshctlAsync(cport, ct));
+            Say("demo complete: exactly one primary at every step, generations only went up, every decision and OVH call is in the event log (hameshctl events)");
+            return completed.Kind == "FailoverCompleted" ? 0 : 1;
         }
         finally
         {
@@ -79,14 +103,25 @@ public static class Demo
         }
     }
 
+    private static DaemonProcess StartAgent(string node, int port, DrbdStandIns stand, string config, List<DaemonProcess> processes)
+    {
+        var agent = DaemonProcess.Start("agent-" + node, DaemonProcess.Dll("src/Agent", "hamesh-agent"), ["--config", config], stand.AgentEnvironment(node, port));
+        processes.Add(agent);
+        return agent;
+    }
+
     private static async Task<ClusterEvent> WaitForAsync(IAsyncStreamReader<ClusterEvent> events, Func<ClusterEvent, bool> match, Action<string> say, CancellationToken ct)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(TimeSpan.FromSeconds(60));
+        timeout.CancelAfter(TimeSpan.FromSeconds(90));
         while (await events.MoveNext(timeout.Token))
         {
             var e = events.Current;
-            say($"event #{e.Sequence} {e.Kind} {e.Node} {e.Message}");
+            if (e.Kind != "OvhCall")
+            {
+                say($"event #{e.Sequence} {e.Severity,-8} {e.Kind} {e.Node} {e.Message}");
+            }
+
             if (match(e))
             {
                 return e;
