@@ -10,21 +10,6 @@ namespace HaMesh.Agent.Tests.Reporting;
 
 public sealed class CoordinatorLinkTests
 {
-    private static async Task WaitForReportAsync(CoordinatorTestHost coordinator, string node, CancellationToken ct)
-    {
-        var registry = coordinator.Get<NodeRegistry>();
-        while (true)
-        {
-            var changed = registry.WaitForChangeAsync(ct);
-            if (registry.Current.Nodes[node].LastReport is not null)
-            {
-                return;
-            }
-
-            await changed;
-        }
-    }
-
     [Fact]
     public async Task Link_CoordinatorRestarts_ReconnectsAndReportsAgain()
     {
@@ -39,7 +24,7 @@ public sealed class CoordinatorLinkTests
         await link.StartAsync(ct);
         try
         {
-            await WaitForReportAsync(coordinator, "a", ct).WaitAsync(TimeSpan.FromSeconds(20), ct);
+            await coordinator.WaitForReportAsync("a", ct).WaitAsync(TimeSpan.FromSeconds(20), ct);
             Assert.Equal(1, link.Sessions);
 
             // the replacement is up before the old one goes away (a TestServer channel to a disposed
@@ -49,7 +34,7 @@ public sealed class CoordinatorLinkTests
             await coordinator.DisposeAsync();
             await using (restarted)
             {
-                await WaitForReportAsync(restarted, "a", ct).WaitAsync(TimeSpan.FromSeconds(20), ct);
+                await restarted.WaitForReportAsync("a", ct).WaitAsync(TimeSpan.FromSeconds(20), ct);
                 Assert.Equal(2, link.Sessions);
                 Assert.Equal("a", restarted.Get<NodeRegistry>().Current.Nodes["a"].LastReport!.Node);
             }

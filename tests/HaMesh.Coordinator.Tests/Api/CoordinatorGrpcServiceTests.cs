@@ -33,21 +33,6 @@ public sealed class CoordinatorGrpcServiceTests
         return call;
     }
 
-    private static async Task WaitForReportAsync(CoordinatorTestHost host, string node, CancellationToken ct)
-    {
-        var registry = host.Get<NodeRegistry>();
-        while (true)
-        {
-            var changed = registry.WaitForChangeAsync(ct);
-            if (registry.Current.Nodes[node].LastReport is not null)
-            {
-                return;
-            }
-
-            await changed;
-        }
-    }
-
     [Fact]
     public async Task GetClusterStatus_BeforeAnyReport_NodesNeverSeen()
     {
@@ -68,8 +53,8 @@ public sealed class CoordinatorGrpcServiceTests
         using var b = await ConnectAsync(host, "b", ct);
         await a.RequestStream.WriteAsync(new AgentMessage { Report = Report("a", DrbdRole.Primary) }, ct);
         await b.RequestStream.WriteAsync(new AgentMessage { Report = Report("b", DrbdRole.Secondary) }, ct);
-        await WaitForReportAsync(host, "a", ct).WaitAsync(TimeSpan.FromSeconds(10), ct);
-        await WaitForReportAsync(host, "b", ct).WaitAsync(TimeSpan.FromSeconds(10), ct);
+        await host.WaitForReportAsync("a", ct).WaitAsync(TimeSpan.FromSeconds(10), ct);
+        await host.WaitForReportAsync("b", ct).WaitAsync(TimeSpan.FromSeconds(10), ct);
 
         var status = await host.Client.GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: ct);
 
@@ -124,7 +109,7 @@ public sealed class CoordinatorGrpcServiceTests
         await using var host = await CoordinatorTestHost.StartAsync(options);
         using var a = await ConnectAsync(host, "a", ct);
         await a.RequestStream.WriteAsync(new AgentMessage { Report = Report("a", DrbdRole.Primary) }, ct);
-        await WaitForReportAsync(host, "a", ct).WaitAsync(TimeSpan.FromSeconds(10), ct);
+        await host.WaitForReportAsync("a", ct).WaitAsync(TimeSpan.FromSeconds(10), ct);
         var threshold = options.Cluster.Timings.Lease + options.Cluster.Timings.DriftMargin;
 
         host.Time.Advance(threshold - TimeSpan.FromTicks(1));
@@ -147,7 +132,7 @@ public sealed class CoordinatorGrpcServiceTests
         var detector = host.Get<FailureDetector>();
         using var a = await ConnectAsync(host, "a", ct);
         await a.RequestStream.WriteAsync(new AgentMessage { Report = Report("a", DrbdRole.Primary) }, ct);
-        await WaitForReportAsync(host, "a", ct).WaitAsync(TimeSpan.FromSeconds(10), ct);
+        await host.WaitForReportAsync("a", ct).WaitAsync(TimeSpan.FromSeconds(10), ct);
         await detector.CheckOnceAsync(ct);
         host.Time.Advance(options.Cluster.Timings.SilenceThreshold);
         await detector.CheckOnceAsync(ct);

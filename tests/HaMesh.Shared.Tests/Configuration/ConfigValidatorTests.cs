@@ -1,4 +1,5 @@
 using HaMesh.Shared.Configuration;
+using HaMesh.Testing;
 
 namespace HaMesh.Shared.Tests.Configuration;
 
@@ -9,26 +10,16 @@ public sealed class ConfigValidatorTests
         public string? CheckSecretFile(string path) => problem;
     }
 
-    internal static HaMeshOptions Valid() => new()
+    internal static HaMeshOptions Valid()
     {
-        Cluster = new ClusterOptions { Name = "test" },
-        Nodes =
-        [
-            new NodeOptions { Name = "a", AgentAddress = "http://127.0.0.1:7701", ServiceName = "ns1.ip-1-2-3.eu" },
-            new NodeOptions { Name = "b", AgentAddress = "http://127.0.0.1:7702", ServiceName = "ns2.ip-1-2-3.eu" },
-        ],
-        Resources =
-        [
-            new ResourceOptions
-            {
-                Name = "db", DrbdResource = "r0", Device = "/dev/drbd0", MountPoint = "/srv/db", FsType = "ext4",
-                Services = ["postgresql.service"], FailoverIps = ["203.0.113.10/32"], Interface = "eth0", PreferredNode = "a",
-            },
-        ],
-        Coordinator = new CoordinatorOptions { Listen = "http://127.0.0.1:7800", Address = "http://127.0.0.1:7800", StorePath = "/var/lib/hamesh/c.db", Ovh = new OvhOptions { Endpoint = "ovh-eu", CredentialsFile = "/etc/hamesh/ovh.json" } },
-        Agent = new AgentOptions { Node = "a", Listen = "http://127.0.0.1:7701" },
-        Tls = new TlsOptions { Insecure = true },
-    };
+        var o = TestConfig.TwoNodes();
+        o.Coordinator.Listen = "http://127.0.0.1:7800";
+        o.Coordinator.Address = "http://127.0.0.1:7800";
+        o.Coordinator.StorePath = "/var/lib/hamesh/c.db";
+        o.Coordinator.Ovh.CredentialsFile = "/etc/hamesh/ovh.json";
+        o.Agent.Listen = "http://127.0.0.1:7701";
+        return o;
+    }
 
     private static IReadOnlyList<ConfigError> Validate(HaMeshOptions o, ConfigScope scope = ConfigScope.Agent | ConfigScope.Coordinator, string? fileProblem = null) =>
         ConfigValidator.Validate(o, scope, new Files(fileProblem));

@@ -50,6 +50,22 @@ public sealed class CoordinatorTestHost : IAsyncDisposable
         return new CoordinatorTestHost(app, time);
     }
 
+    /// <summary>Completes once the coordinator holds a report from <paramref name="node"/> (awaits view changes, no polling).</summary>
+    public async Task WaitForReportAsync(string node, CancellationToken ct)
+    {
+        var registry = Get<HaMesh.Coordinator.Membership.NodeRegistry>();
+        while (true)
+        {
+            var changed = registry.WaitForChangeAsync(ct);
+            if (registry.Current.Nodes[node].LastReport is not null)
+            {
+                return;
+            }
+
+            await changed;
+        }
+    }
+
     public T Get<T>()
         where T : notnull => App.Services.GetRequiredService<T>();
 
