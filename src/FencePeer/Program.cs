@@ -1,1 +1,3 @@
-return 1;
+using HaMesh.FencePeer;
+
+return await FencePeerHandler.RunAsync(args, Environment.GetEnvironmentVariable, Console.Error, CancellationToken.None).ConfigureAwait(false);
