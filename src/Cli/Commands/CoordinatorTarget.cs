@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Grpc.Net.Client;
+using Grpc.Core;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Grpc;
@@ -35,9 +35,29 @@ public sealed class CoordinatorTarget(Option<string?> coordinator, Option<string
 
     public TimeSpan Timeout(ParseResult parse) => TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(timeout), 0.1, 600));
 
-    public static CoordinatorService.CoordinatorServiceClient Client(string address, out GrpcChannel channel)
+    /// <summary>
+    /// Resolves the coordinator, calls <paramref name="call"/> with a client, and turns the failures every
+    /// command shares into their exit codes: no address → usage (2), an RPC error → one line (1 or 2).
+    /// </summary>
+    public async Task<int> CallAsync(ParseResult parse, TextWriter stderr, Func<CoordinatorService.CoordinatorServiceClient, Task<int>> call)
     {
-        channel = GrpcChannels.Create(address, new TimingOptions());
-        return new CoordinatorService.CoordinatorServiceClient(channel);
+        ArgumentNullException.ThrowIfNull(stderr);
+        ArgumentNullException.ThrowIfNull(call);
+        var (address, error) = Resolve(parse);
+        if (address is null)
+        {
+            await stderr.WriteLineAsync($"hameshctl: {error}");
+            return CliApp.Usage;
+        }
+
+        using var channel = GrpcChannels.Create(address, new TimingOptions());
+        try
+        {
+            return await call(new CoordinatorService.CoordinatorServiceClient(channel));
+        }
+        catch (RpcException ex)
+        {
+            return CliApp.ReportRpcError(stderr, address, ex);
+        }
     }
 }

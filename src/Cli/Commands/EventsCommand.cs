@@ -20,68 +20,47 @@ public static class EventsCommand
         command.Options.Add(since);
         command.Options.Add(resource);
         command.Options.Add(limit);
-        command.SetAction(async (parse, ct) =>
+        command.SetAction((parse, ct) => target.CallAsync(parse, stderr, async client =>
         {
-            var (address, error) = target.Resolve(parse);
-            if (address is null)
-            {
-                await stderr.WriteLineAsync($"hameshctl: {error}");
-                return CliApp.Usage;
-            }
-
-            DateTimeOffset? from = null;
+            var request = new ListEventsRequest { Limit = parse.GetValue(limit), Resource = parse.GetValue(resource) ?? "" };
             if (parse.GetValue(since) is { } s)
             {
-                if (!TryParseSince(s, TimeProvider.System.GetUtcNow(), out var parsed))
+                if (!TryParseSince(s, TimeProvider.System.GetUtcNow(), out var from))
                 {
                     await stderr.WriteLineAsync($"hameshctl: --since '{s}' is neither an ISO time nor a duration like 10m, 2h, 1d");
                     return CliApp.Usage;
                 }
 
-                from = parsed;
+                request.Since = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(from);
             }
 
-            var client = CoordinatorTarget.Client(address, out var channel);
-            using (channel)
+            try
             {
-                try
+                var page = await client.ListEventsAsync(request, deadline: RpcDeadline.In(target.Timeout(parse)), cancellationToken: ct);
+                foreach (var e in page.Events)
                 {
-                    var request = new ListEventsRequest { Limit = parse.GetValue(limit), Resource = parse.GetValue(resource) ?? "" };
-                    if (from is { } f)
-                    {
-                        request.Since = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(f);
-                    }
-
-                    var page = await client.ListEventsAsync(request, deadline: RpcDeadline.In(target.Timeout(parse)), cancellationToken: ct);
-                    foreach (var e in page.Events)
-                    {
-                        await stdout.WriteLineAsync(Format(e));
-                    }
-
-                    if (!parse.GetValue(follow))
-                    {
-                        return CliApp.Ok;
-                    }
-
-                    using var watch = client.WatchEvents(new WatchEventsRequest { AfterSequence = page.LastSequence, Resource = request.Resource }, cancellationToken: ct);
-                    await foreach (var e in watch.ResponseStream.ReadAllAsync(ct))
-                    {
-                        await stdout.WriteLineAsync(Format(e));
-                        await stdout.FlushAsync(ct);
-                    }
-
-                    return CliApp.Ok;
+                    await stdout.WriteLineAsync(Format(e));
                 }
-                catch (RpcException ex) when (ex.StatusCode == StatusCode.Cancelled && ct.IsCancellationRequested)
+
+                if (!parse.GetValue(follow))
                 {
                     return CliApp.Ok;
                 }
-                catch (RpcException ex)
+
+                using var watch = client.WatchEvents(new WatchEventsRequest { AfterSequence = page.LastSequence, Resource = request.Resource }, cancellationToken: ct);
+                await foreach (var e in watch.ResponseStream.ReadAllAsync(ct))
                 {
-                    return CliApp.ReportRpcError(stderr, address, ex);
+                    await stdout.WriteLineAsync(Format(e));
+                    await stdout.FlushAsync(ct);
                 }
+
+                return CliApp.Ok;
             }
-        });
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.Cancelled && ct.IsCancellationRequested)
+            {
+                return CliApp.Ok; // Ctrl-C while following
+            }
+        }));
         return command;
     }
 

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using Grpc.Core;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Grpc;
 
@@ -18,40 +17,22 @@ public static class MaintenanceCommand
         command.Arguments.Add(state);
         command.Arguments.Add(resource);
         command.Options.Add(reason);
-        command.SetAction(async (parse, ct) =>
+        command.SetAction((parse, ct) => target.CallAsync(parse, stderr, async client =>
         {
-            var (address, error) = target.Resolve(parse);
-            if (address is null)
+            var name = parse.GetValue(resource)!;
+            // the command acts on the generation the operator's view shows now (a stale view is refused)
+            var status = await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: RpcDeadline.In(target.Timeout(parse)), cancellationToken: ct);
+            var generation = status.Resources.FirstOrDefault(r => r.Resource == name)?.Generation ?? 0;
+            var result = await client.SetMaintenanceAsync(new SetMaintenanceRequest
             {
-                await stderr.WriteLineAsync($"hameshctl: {error}");
-                return CliApp.Usage;
-            }
-
-            var client = CoordinatorTarget.Client(address, out var channel);
-            using (channel)
-            {
-                try
-                {
-                    var name = parse.GetValue(resource)!;
-                    // the command acts on the generation the operator's view shows now (a stale view is refused)
-                    var status = await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: RpcDeadline.In(target.Timeout(parse)), cancellationToken: ct);
-                    var generation = status.Resources.FirstOrDefault(r => r.Resource == name)?.Generation ?? 0;
-                    var result = await client.SetMaintenanceAsync(new SetMaintenanceRequest
-                    {
-                        Resource = name,
-                        Generation = generation,
-                        Enabled = parse.GetValue(state) == "on",
-                        Reason = parse.GetValue(reason) ?? "",
-                    }, deadline: RpcDeadline.In(target.Timeout(parse)), cancellationToken: ct);
-                    await stdout.WriteLineAsync($"{name}: {result.Message} (generation {result.Generation})");
-                    return CliApp.Ok;
-                }
-                catch (RpcException ex)
-                {
-                    return CliApp.ReportRpcError(stderr, address, ex);
-                }
-            }
-        });
+                Resource = name,
+                Generation = generation,
+                Enabled = parse.GetValue(state) == "on",
+                Reason = parse.GetValue(reason) ?? "",
+            }, deadline: RpcDeadline.In(target.Timeout(parse)), cancellationToken: ct);
+            await stdout.WriteLineAsync($"{name}: {result.Message} (generation {result.Generation})");
+            return CliApp.Ok;
+        }));
         return command;
     }
 }

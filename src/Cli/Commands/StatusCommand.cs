@@ -1,6 +1,5 @@
 using System.CommandLine;
 using Google.Protobuf;
-using Grpc.Core;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Grpc;
 
@@ -15,30 +14,12 @@ public static class StatusCommand
         var json = new Option<bool>("--json") { Description = "Print the cluster status as JSON (protobuf JSON mapping)" };
         var command = new Command("status", "Show nodes, reachability, DRBD state, generations and where the failover IP is routed");
         command.Options.Add(json);
-        command.SetAction(async (parse, ct) =>
+        command.SetAction((parse, ct) => target.CallAsync(parse, stderr, async client =>
         {
-            var (address, error) = target.Resolve(parse);
-            if (address is null)
-            {
-                await stderr.WriteLineAsync($"hameshctl: {error}");
-                return CliApp.Usage;
-            }
-
-            var client = CoordinatorTarget.Client(address, out var channel);
-            using (channel)
-            {
-                try
-                {
-                    var status = await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: RpcDeadline.In(target.Timeout(parse)), cancellationToken: ct);
-                    await stdout.WriteAsync(parse.GetValue(json) ? Json.Format(status) + Environment.NewLine : StatusTable.Render(status));
-                    return CliApp.Ok;
-                }
-                catch (RpcException ex)
-                {
-                    return CliApp.ReportRpcError(stderr, address, ex);
-                }
-            }
-        });
+            var status = await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: RpcDeadline.In(target.Timeout(parse)), cancellationToken: ct);
+            await stdout.WriteAsync(parse.GetValue(json) ? Json.Format(status) + Environment.NewLine : StatusTable.Render(status));
+            return CliApp.Ok;
+        }));
         return command;
     }
 }
