@@ -79,6 +79,37 @@ public sealed class DetectionScenarioTests : IAsyncLifetime
         return (options, new CoordinatorService.CoordinatorServiceClient(channel));
     }
 
+    /// <summary>Waits for <paramref name="step"/>; on timeout fails with what every daemon printed, so a CI failure explains itself.</summary>
+    private async Task<T> WithinAsync<T>(Task<T> step, string what, CancellationToken ct)
+    {
+        try
+        {
+            return await step.WaitAsync(TimeSpan.FromSeconds(60), ct);
+        }
+        catch (TimeoutException)
+        {
+            var outputs = string.Join("\n", _owned.OfType<DaemonProcess>().Select(d => $"----- {d.Name} (exited: {d.HasExited}) -----\n{Tail(d.Output, 80)}"));
+            throw new TimeoutException($"{what}: not within 60 s.\n{outputs}");
+        }
+    }
+
+    private static string Tail(string text, int lines) => string.Join('\n', text.Split('\n').TakeLast(lines));
+
+    /// <summary>Waits until every node in <paramref name="nodes"/> had a <paramref name="kind"/> event, in whatever order they come.</summary>
+    private static async Task<bool> AllAsync(IAsyncStreamReader<ClusterEvent> events, string kind, string[] nodes, CancellationToken ct)
+    {
+        var missing = new HashSet<string>(nodes, StringComparer.Ordinal);
+        while (missing.Count > 0 && await events.MoveNext(ct))
+        {
+            if (events.Current.Kind == kind)
+            {
+                missing.Remove(events.Current.Node);
+            }
+        }
+
+        return missing.Count == 0 ? true : throw new InvalidOperationException("event stream ended");
+    }
+
     private static async Task<ClusterEvent> NextAsync(IAsyncStreamReader<ClusterEvent> events, string kind, string node, CancellationToken ct)
     {
         while (await events.MoveNext(ct))
@@ -98,17 +129,16 @@ public sealed class DetectionScenarioTests : IAsyncLifetime
         var ct = TestContext.Current.CancellationToken;
         var (_, client) = await StartClusterAsync(ct);
         using var watch = client.WatchEvents(new WatchEventsRequest(), cancellationToken: ct);
-        await NextAsync(watch.ResponseStream, "NodeReachable", "a", ct).WaitAsync(TimeSpan.FromSeconds(60), ct);
-        await NextAsync(watch.ResponseStream, "NodeReachable", "b", ct).WaitAsync(TimeSpan.FromSeconds(60), ct);
+        await WithinAsync(AllAsync(watch.ResponseStream, "NodeReachable", ["a", "b"], ct), "NodeReachable a and b", ct);
 
         await Lab.PartitionAsync("w", "a", ct);
-        await NextAsync(watch.ResponseStream, "NodeUnreachable", "a", ct).WaitAsync(TimeSpan.FromSeconds(60), ct);
+        await WithinAsync(NextAsync(watch.ResponseStream, "NodeUnreachable", "a", ct), "NodeUnreachable a", ct);
         var status = await client.GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: ct);
         Assert.Equal(Reachability.Unreachable, status.Nodes.Single(n => n.Node == "a").Reachability);
         Assert.Equal(Reachability.Reachable, status.Nodes.Single(n => n.Node == "b").Reachability);
 
         await Lab.HealAllAsync(ct);
-        await NextAsync(watch.ResponseStream, "NodeReachable", "a", ct).WaitAsync(TimeSpan.FromSeconds(60), ct);
+        await WithinAsync(NextAsync(watch.ResponseStream, "NodeReachable", "a", ct), "NodeReachable a", ct);
     }
 
     [Fact]
@@ -117,8 +147,7 @@ public sealed class DetectionScenarioTests : IAsyncLifetime
         var ct = TestContext.Current.CancellationToken;
         var (options, client) = await StartClusterAsync(ct);
         using var watch = client.WatchEvents(new WatchEventsRequest(), cancellationToken: ct);
-        await NextAsync(watch.ResponseStream, "NodeReachable", "a", ct).WaitAsync(TimeSpan.FromSeconds(60), ct);
-        await NextAsync(watch.ResponseStream, "NodeReachable", "b", ct).WaitAsync(TimeSpan.FromSeconds(60), ct);
+        await WithinAsync(AllAsync(watch.ResponseStream, "NodeReachable", ["a", "b"], ct), "NodeReachable a and b", ct);
         foreach (var h in new[] { "a", "b", "w" })
         {
             await Lab.LossAsync(h, 10, ct);
