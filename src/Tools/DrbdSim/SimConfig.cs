@@ -15,6 +15,13 @@ public sealed class SimConfig
     /// <summary>Path of the simulated /proc/drbd file (8.4 mode), refreshed on every state change.</summary>
     public string? ProcDrbdPath { get; set; }
 
+    /// <summary>
+    /// Path of a simulated /proc/self/mountinfo listing what the mount stand-in mounted (the agent's
+    /// Commands.MountInfo points here). Rewritten on every mount and umount, emptied at start: mounts
+    /// do not survive a crash.
+    /// </summary>
+    public string? MountInfoPath { get; set; }
+
     /// <summary>Resources of this node.</summary>
     public List<ResourceConfig> Resources { get; set; } = [];
 

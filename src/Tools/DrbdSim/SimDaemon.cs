@@ -13,6 +13,7 @@ public sealed class SimDaemon : IAsyncDisposable
     private readonly Dictionary<string, SimResource> _resources = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ResourceSnapshot> _latest = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _mounts = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _fsTypes = new(StringComparer.Ordinal);
     private readonly Lock _procGate = new();
     private readonly CancellationTokenSource _cts = new();
     private Socket? _control;
@@ -47,6 +48,11 @@ public sealed class SimDaemon : IAsyncDisposable
     public void Start()
     {
         _started = true;
+        lock (_mounts)
+        {
+            WriteMountInfoLocked();
+        }
+
         foreach (var r in _resources.Values.Where(r => r.Config.AutoUp))
         {
             r.Up();
@@ -205,9 +211,14 @@ public sealed class SimDaemon : IAsyncDisposable
     private CommandResult Mount(List<string> args)
     {
         var positional = new List<string>();
+        var fsType = "ext4";
         for (var i = 0; i < args.Count; i++)
         {
-            if (args[i] is "-o" or "-t")
+            if (args[i] is "-t" && i + 1 < args.Count)
+            {
+                fsType = args[++i];
+            }
+            else if (args[i] is "-o" or "-t")
             {
                 i++;
             }
@@ -235,6 +246,8 @@ public sealed class SimDaemon : IAsyncDisposable
             }
 
             _mounts[positional[1]] = r.Minor;
+            _fsTypes[positional[1]] = fsType;
+            WriteMountInfoLocked();
         }
 
         return CommandResult.Ok;
@@ -263,10 +276,32 @@ public sealed class SimDaemon : IAsyncDisposable
 
             var minor = _mounts[mp];
             _mounts.Remove(mp);
+            _fsTypes.Remove(mp);
             _resources.Values.First(r => r.Minor == minor).SetOpen(false);
+            WriteMountInfoLocked();
         }
 
         return CommandResult.Ok;
+    }
+
+    /// <summary>The mounts in /proc/self/mountinfo format (fields: id parent major:minor root mount-point options - fstype source options).</summary>
+    private void WriteMountInfoLocked()
+    {
+        if (_config.MountInfoPath is not { } path)
+        {
+            return;
+        }
+
+        var text = new StringBuilder();
+        var id = 95;
+        foreach (var (mountPoint, minor) in _mounts)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"{id++} 22 147:{minor} / {mountPoint.Replace(" ", "\\040", StringComparison.Ordinal)} rw,relatime - {_fsTypes[mountPoint]} /dev/drbd{minor} rw\n");
+        }
+
+        var tmp = path + ".tmp";
+        File.WriteAllText(tmp, text.ToString());
+        File.Move(tmp, path, overwrite: true);
     }
 
     internal TimeProvider Time => _time;
