@@ -106,6 +106,7 @@ public sealed partial class DecisionLoop(
                 Decision.EnsurePrimary e => await PromoteAsync(e.Resource, e.Node, e.Generation, e.Reason, ct),
                 Decision.MoveIp m => await MoveIpAsync(m.Resource, m.Node, m.Generation, m.Ip, ct) is not null,
                 Decision.Demote d => await DemoteAsync(d, ct),
+                Decision.ClearOutdated c => ClearOutdated(c),
                 Decision.SplitBrainAlert s => await AlertOnceAsync(s.Resource, "SplitBrain", $"{s.Reason}. Recovery: {s.RecoveryCommands}", s.Victim, ct),
                 Decision.Halt h => await AlertOnceAsync(h.Resource, "Halted", h.Reason, "", ct),
                 _ => true,
@@ -223,6 +224,13 @@ public sealed partial class DecisionLoop(
             verified.Outcome == VerifyOutcome.Verified ? EventSeverity.Info : EventSeverity.Warning));
         return string.Create(CultureInfo.InvariantCulture,
             $"{ip}: {outcome.Kind} with {outcome.Posts} POST in {time.GetElapsedTime(start, routedAt).TotalMilliseconds:0} ms, end-to-end check {verified.Outcome}");
+    }
+
+    private bool ClearOutdated(Decision.ClearOutdated c)
+    {
+        Log.Decided(logger, c.Resource, "ClearOutdated", c.Reason);
+        store.ClearOutdated(c.Resource, c.Node, new EventRecord("OutdatedCleared", c.Reason, c.Resource, c.Node, c.OutdatedAt));
+        return true;
     }
 
     private async Task<bool> DemoteAsync(Decision.Demote d, CancellationToken ct)

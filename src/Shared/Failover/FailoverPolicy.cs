@@ -59,6 +59,7 @@ public static class FailoverPolicy
         }
 
         decisions.AddRange(SplitBrain(r, fresh, decisions));
+        decisions.AddRange(Resynced(r, fresh));
         var primary = view.Node(r.Primary);
         var silence = SilenceOf(primary, view.ObservingSince, now);
         if (silence < o.Silence)
@@ -93,6 +94,24 @@ public static class FailoverPolicy
             yield return r.DiscardOldPrimaryOnSplitBrain
                 ? new Decision.Demote(r.Resource, n.Node, r.Generation, true, $"{n.Node} is StandAlone (split-brain suspected); policy DiscardOldPrimary: reconnect it discarding its changes")
                 : new Decision.SplitBrainAlert(r.Resource, n.Node, commands, $"{n.Node} is StandAlone (split-brain suspected): stopped; recover by hand");
+        }
+    }
+
+    /// <summary>
+    /// Design §4.1: the outdated mark clears when the node resyncs to UpToDate. Only DRBD's own word
+    /// counts: the node reports UpToDate while connected to the recorded primary (a resync target
+    /// reports Inconsistent until it is done), so the mark never clears on a stale or partial picture.
+    /// </summary>
+    private static IEnumerable<Decision> Resynced(ResourceFacts r, List<NodeFacts> fresh)
+    {
+        foreach (var n in fresh.Where(n => n.Node != r.Primary && r.Outdated.ContainsKey(n.Node)))
+        {
+            if (n.For(r.Resource) is { DrbdPresent: true, Disk: DiskState.UpToDate, PeerConnection: ConnectionState.Connected, PeerRole: DrbdRole.Primary }
+                && fresh.Any(p => p.Node == r.Primary && p.For(r.Resource) is { Role: DrbdRole.Primary, PeerConnection: ConnectionState.Connected }))
+            {
+                yield return new Decision.ClearOutdated(r.Resource, n.Node, r.Outdated[n.Node],
+                    $"{n.Node} is UpToDate and connected to the primary {r.Primary} again: its outdated mark (generation {r.Outdated[n.Node]}) is cleared");
+            }
         }
     }
 

@@ -8,10 +8,12 @@ using HaMesh.Testing.Processes;
 namespace HaMesh.Lab;
 
 /// <summary>
-/// README command one. Real processes on loopback: the fake OVH API, a coordinator, two agents whose
-/// DRBD/mount/systemctl/ip are stateful stand-ins. Agent a is primary; the demo SIGKILLs it (and takes
-/// its host's DRBD down), then shows detection, decision, promotion, the OVH move task, the end-to-end
-/// check through the failover IP, and a's rejoin as Secondary, with timestamps.
+/// README command one. Real processes on loopback: the fake OVH API, a coordinator, and two servers,
+/// each a DRBD simulator daemon (real TCP replication link, DRBD 8.4 formats) with its agent. A small
+/// test service writes through the primary and remembers every acknowledged write. The demo SIGKILLs
+/// the primary's agent and simulator (the host dies), shows detection, decision, promotion, the OVH
+/// move task, the end-to-end check through the failover IP, then the old primary rebooting and
+/// rejoining as Secondary, and finally checks that no acknowledged write was lost.
 /// </summary>
 public static class Demo
 {
@@ -21,28 +23,35 @@ public static class Demo
     {
         var clock = TimeProvider.System;
         var start = clock.GetTimestamp();
-        void Say(string text) => output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[{clock.GetElapsedTime(start).TotalSeconds,7:0.000}s] {text}"));
+        void Say(string text)
+        {
+            lock (output)
+            {
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[{clock.GetElapsedTime(start).TotalSeconds,7:0.000}s] {text}"));
+            }
+        }
 
         var dir = Directory.CreateTempSubdirectory("hamesh-demo-").FullName;
-        var processes = new List<DaemonProcess>();
+        var owned = new List<IAsyncDisposable>();
         try
         {
-            var standA = new DrbdStandIns("a", "b", dir, primary: true);
-            var standB = new DrbdStandIns("b", "a", dir, primary: false);
-            standA.Refresh();
-            standB.Refresh();
+            int cport = DaemonProcess.FreePort(), aport = DaemonProcess.FreePort(), bport = DaemonProcess.FreePort(), drbdA = DaemonProcess.FreePort(), drbdB = DaemonProcess.FreePort();
+            var simA = await SimHost.StartAsync(new SimHostOptions { Node = "a", Peer = "b", Root = dir, DrbdVersion = 84, ListenPort = drbdA, PeerPort = drbdB, FencePeerAgent = $"http://127.0.0.1:{aport}" }, ct);
+            owned.Add(simA);
+            var simB = await SimHost.StartAsync(new SimHostOptions { Node = "b", Peer = "a", Root = dir, DrbdVersion = 84, ListenPort = drbdB, PeerPort = drbdA, FencePeerAgent = $"http://127.0.0.1:{bport}" }, ct);
+            owned.Add(simB);
+            await SimHost.InitialSyncAsync(simA, simB, ct);
+            Say($"DRBD simulator: a and b replicate r0 over 127.0.0.1:{drbdA} <-> :{drbdB} (protocol C, fencing resource-and-stonith, hamesh-fence-peer), UpToDate/UpToDate");
 
             var seed = Path.Combine(dir, "ovh-state.json");
             await File.WriteAllTextAsync(seed, $$"""{"ips":{"{{Ip}}":"ns1.ip-1-2-3.eu"},"servers":["ns1.ip-1-2-3.eu","ns2.ip-1-2-3.eu"]}""", ct);
-            var ovh = DaemonProcess.Start("fake-ovh", DaemonProcess.Dll("src/Tools/FakeOvh", "hamesh-fake-ovh"), ["--task-seconds", "2", "--rate-limit", "100000", "--state", seed]);
-            processes.Add(ovh);
+            var ovh = Own(owned, DaemonProcess.Start("fake-ovh", DaemonProcess.Dll("src/Tools/FakeOvh", "hamesh-fake-ovh"), ["--task-seconds", "2", "--rate-limit", "100000", "--state", seed]));
             var ovhUrl = await ovh.WaitForListeningAsync(ct);
             Say($"fake OVH API listening on {ovhUrl} (move tasks take 2 s)");
             var credentials = Path.Combine(dir, "ovh-credentials.json");
             await File.WriteAllTextAsync(credentials, """{"ApplicationKey":"fake-app-key","ApplicationSecret":"fake-app-secret","ConsumerKey":"fake-consumer-key"}""", ct);
             File.SetUnixFileMode(credentials, UnixFileMode.UserRead | UnixFileMode.UserWrite);
 
-            int cport = DaemonProcess.FreePort(), aport = DaemonProcess.FreePort(), bport = DaemonProcess.FreePort();
             var options = TestConfig.TwoNodes(coordinatorAddress: $"http://127.0.0.1:{cport}");
             options.Cluster.Name = "demo";
             options.Cluster.Timings.OvhPollInterval = TimeSpan.FromMilliseconds(250);
@@ -52,83 +61,130 @@ public static class Demo
             options.Coordinator.Ovh.CredentialsFile = credentials;
             options.Nodes[0].AgentAddress = $"http://127.0.0.1:{aport}";
             options.Nodes[1].AgentAddress = $"http://127.0.0.1:{bport}";
-            options.Resources[0].FailoverIps = [Ip];
-            options.Resources[0].Interface = "lo";
+            var resource = options.Resources[0];
+            resource.DrbdResource = SimHost.Resource;
+            resource.FailoverIps = [Ip];
+            resource.Interface = "lo";
             options.Agent.Node = "";
-            options.Agent.DrbdVersion = "drbd84";
             var config = ClusterFiles.Write(dir, options);
             Say($"cluster file {config}: heartbeat 250 ms, lease 2 s, drift margin 500 ms; failover IP {Ip}");
 
-            var coordinator = DaemonProcess.Start("coordinator", DaemonProcess.Dll("src/Coordinator", "hamesh-coordinator"), ["--config", config]);
-            processes.Add(coordinator);
+            await simA.ActivateByHandAsync(resource.Device, resource.MountPoint, resource.FsType, resource.Services, [Ip], ct);
+            Say($"server a set up by hand as before HaMesh: DRBD Primary, {resource.Device} on {resource.MountPoint}, {string.Join(", ", resource.Services)} running, {Ip} on lo");
+
+            var coordinator = Own(owned, DaemonProcess.Start("coordinator", DaemonProcess.Dll("src/Coordinator", "hamesh-coordinator"), ["--config", config]));
             Say($"coordinator (witness) listening on {await coordinator.WaitForListeningAsync(ct)}");
             using var channel = GrpcChannels.Create($"http://127.0.0.1:{cport}", options.Cluster.Timings);
             var client = new CoordinatorService.CoordinatorServiceClient(channel);
             using var watch = client.WatchEvents(new WatchEventsRequest(), cancellationToken: ct);
             var events = watch.ResponseStream;
 
-            var a = StartAgent("a", aport, standA, config, processes);
-            var b = StartAgent("b", bport, standB, config, processes);
-            Say($"agent a (DRBD Primary, service up, IP alias) listening on {await a.WaitForListeningAsync(ct)}");
-            Say($"agent b (DRBD Secondary) listening on {await b.WaitForListeningAsync(ct)}");
-            await WaitForAsync(events, e => e.Kind == "IpVerified", Say, ct);
+            var a = StartAgent(simA, aport, config, owned);
+            var b = StartAgent(simB, bport, config, owned);
+            Say($"agent a listening on {await a.WaitForListeningAsync(ct)}");
+            Say($"agent b listening on {await b.WaitForListeningAsync(ct)}");
+            await WaitForAsync(events, e => e.Kind == "IpVerified", Say, null, ct);
             Say("cluster ready; hameshctl status:");
             await output.WriteLineAsync(await HameshctlAsync(cport, ct));
 
-            Say("=== SIGKILL agent a and take its host's DRBD down (the primary dies) ===");
+            await using var service = new TestService(simA, simB, clock);
+            service.Start();
+            await service.WaitForAcknowledgedAsync(20, ct);
+            Say($"test service writing through the primary every 20 ms: {service.Acknowledged.Count} writes acknowledged so far");
+
+            Say("=== SIGKILL agent a and its DRBD (server a dies) ===");
             var killedAt = clock.GetTimestamp();
             a.Kill();
-            standA.HostDown();
-            var completed = await WaitForAsync(events, e => e.Kind is "FailoverCompleted" or "OperationFailed", Say, ct);
+            simA.Crash();
+            string Progress() => string.Create(CultureInfo.InvariantCulture, $"{clock.GetElapsedTime(killedAt).TotalSeconds:0.0} s since the kill, {service.Acknowledged.Count} writes acknowledged, service {(service.WritingTo is { } n ? "writing to " + n : "down")}");
+            var completed = await WaitForAsync(events, e => e.Kind is "FailoverCompleted" or "OperationFailed", Say, Progress, ct);
             Say(string.Create(CultureInfo.InvariantCulture, $"=== failover done {clock.GetElapsedTime(killedAt).TotalMilliseconds:0} ms after the kill: {completed.Message}"));
             await output.WriteLineAsync(await HameshctlAsync(cport, ct));
+            await service.WaitForNodeAsync("b", ct);
+            Say(string.Create(CultureInfo.InvariantCulture, $"test service writing to b again; it saw no acknowledgement for {service.LongestGap.TotalMilliseconds:0} ms"));
 
-            Say("=== host a comes back (DRBD still thinks it is Primary at the old generation) ===");
-            standA.HostUp();
-            var again = StartAgent("a", aport, standA, config, processes);
+            Say("=== server a boots again (DRBD Secondary, data from before the crash) ===");
+            await simA.RebootAsync(ct);
+            var again = StartAgent(simA, aport, config, owned);
             await again.WaitForListeningAsync(ct);
-            await WaitForAsync(events, e => e.Kind is "Rejoined" or "DemoteFailed", Say, ct);
+            // a resyncs from b (SyncTarget) while Secondary; once DRBD says UpToDate and connected, the
+            // coordinator clears the outdated mark b's fence-peer handler had it record.
+            var rejoined = await WaitForAsync(events, e => (e.Kind is "OutdatedCleared" && e.Node == "a") || e.Kind is "SplitBrain" or "DemoteFailed", Say, Progress, ct);
+            await simA.WaitAsync(TimeSpan.FromSeconds(60), ct, "connection=Connected", "disk=UpToDate", "role=Secondary");
+            await service.StopAsync();
             await output.WriteLineAsync(await HameshctlAsync(cport, ct));
+
+            var lost = await service.MissingOnAsync(simB, ct);
+            var lostOnA = await service.MissingOnAsync(simA, ct);
+            Say($"acknowledged writes: {service.Acknowledged.Count}; missing on the new primary b: {lost}; missing on a after its resync: {lostOnA}");
             Say("demo complete: exactly one primary at every step, generations only went up, every decision and OVH call is in the event log (hameshctl events)");
-            return completed.Kind == "FailoverCompleted" ? 0 : 1;
+            return completed.Kind == "FailoverCompleted" && rejoined.Kind == "OutdatedCleared" && lost == 0 && lostOnA == 0 ? 0 : 1;
         }
         finally
         {
-            foreach (var p in processes)
+            foreach (var o in owned.AsEnumerable().Reverse())
             {
-                await p.DisposeAsync();
+                await o.DisposeAsync();
             }
 
             Directory.Delete(dir, recursive: true);
         }
     }
 
-    private static DaemonProcess StartAgent(string node, int port, DrbdStandIns stand, string config, List<DaemonProcess> processes)
+    private static T Own<T>(List<IAsyncDisposable> owned, T item)
+        where T : IAsyncDisposable
     {
-        var agent = DaemonProcess.Start("agent-" + node, DaemonProcess.Dll("src/Agent", "hamesh-agent"), ["--config", config], stand.AgentEnvironment(node, port));
-        processes.Add(agent);
-        return agent;
+        owned.Add(item);
+        return item;
     }
 
-    private static async Task<ClusterEvent> WaitForAsync(IAsyncStreamReader<ClusterEvent> events, Func<ClusterEvent, bool> match, Action<string> say, CancellationToken ct)
+    private static DaemonProcess StartAgent(SimHost host, int port, string config, List<IAsyncDisposable> owned) =>
+        Own(owned, DaemonProcess.Start("agent-" + host.Node, DaemonProcess.Dll("src/Agent", "hamesh-agent"), ["--config", config],
+            host.AgentEnvironment($"http://127.0.0.1:{port};http://127.0.0.10:{port}")));
+
+    private static async Task<ClusterEvent> WaitForAsync(IAsyncStreamReader<ClusterEvent> events, Func<ClusterEvent, bool> match, Action<string> say, Func<string>? progress, CancellationToken ct)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(TimeSpan.FromSeconds(90));
-        while (await events.MoveNext(timeout.Token))
+        using var ticker = progress is null ? null : new PeriodicTimer(TimeSpan.FromSeconds(1));
+        var ticking = ticker is null ? Task.CompletedTask : TickAsync(ticker, () => say("  ... " + progress!()), timeout.Token);
+        try
         {
-            var e = events.Current;
-            if (e.Kind != "OvhCall")
+            while (await events.MoveNext(timeout.Token))
             {
-                say($"event #{e.Sequence} {e.Severity,-8} {e.Kind} {e.Node} {e.Message}");
-            }
+                var e = events.Current;
+                if (e.Kind != "OvhCall")
+                {
+                    say($"event #{e.Sequence} {e.Severity,-8} {e.Kind} {e.Node} {e.Message}");
+                }
 
-            if (match(e))
-            {
-                return e;
+                if (match(e))
+                {
+                    return e;
+                }
             }
+        }
+        finally
+        {
+            ticker?.Dispose();
+            await ticking;
         }
 
         throw new InvalidOperationException("the coordinator's event stream ended");
+    }
+
+    private static async Task TickAsync(PeriodicTimer timer, Action tick, CancellationToken ct)
+    {
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct))
+            {
+                tick();
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 
     private static async Task<string> HameshctlAsync(int port, CancellationToken ct)

@@ -223,4 +223,46 @@ public sealed class FailoverPolicyTests
         var demote = Assert.IsType<Decision.Demote>(v.Decide(100)[0]);
         Assert.True(demote.DiscardMyData);
     }
+
+    [Fact]
+    public void Decide_OutdatedNodeResyncedAndConnectedToPrimary_ClearsTheMark()
+    {
+        var v = new ViewBuilder()
+            .Node("a", 99.9, DrbdRole.Primary, peer: ConnectionState.Connected, peerRole: DrbdRole.Secondary)
+            .Node("b", 99.9, peer: ConnectionState.Connected, peerRole: DrbdRole.Primary);
+        v.Resource = v.Resource with { Outdated = new Dictionary<string, ulong> { ["b"] = 2 } };
+
+        var decisions = v.Decide(100);
+
+        var clear = Assert.Single(decisions.OfType<Decision.ClearOutdated>());
+        Assert.Equal(("b", 2UL), (clear.Node, clear.OutdatedAt));
+        Assert.Contains(decisions, d => d is Decision.Hold);
+    }
+
+    [Theory]
+    [InlineData(DiskState.Inconsistent, ConnectionState.Connected, DrbdRole.Primary)]   // still SyncTarget
+    [InlineData(DiskState.Outdated, ConnectionState.Connected, DrbdRole.Primary)]
+    [InlineData(DiskState.UpToDate, ConnectionState.Connecting, DrbdRole.Unknown)]      // its own word, not connected: may be stale
+    [InlineData(DiskState.UpToDate, ConnectionState.StandAlone, DrbdRole.Unknown)]
+    [InlineData(DiskState.UpToDate, ConnectionState.Connected, DrbdRole.Secondary)]     // connected, but not to the primary
+    public void Decide_OutdatedNodeNotProvablyResynced_KeepsTheMark(DiskState disk, ConnectionState connection, DrbdRole peerRole)
+    {
+        var v = new ViewBuilder()
+            .Node("a", 99.9, DrbdRole.Primary, peer: ConnectionState.Connected, peerRole: DrbdRole.Secondary)
+            .Node("b", 99.9, disk: disk, peer: connection, peerRole: peerRole);
+        v.Resource = v.Resource with { Outdated = new Dictionary<string, ulong> { ["b"] = 2 } };
+
+        Assert.DoesNotContain(v.Decide(100), d => d is Decision.ClearOutdated);
+    }
+
+    [Fact]
+    public void Decide_OutdatedNodeUpToDateButPrimarySilent_KeepsTheMarkAndStillRefusesFailoverToIt()
+    {
+        var v = new ViewBuilder()
+            .Node("a", 90, DrbdRole.Primary)
+            .Node("b", 99.9, peer: ConnectionState.Connected, peerRole: DrbdRole.Primary, peerContactAge: 10);
+        v.Resource = v.Resource with { Outdated = new Dictionary<string, ulong> { ["b"] = 2 } };
+
+        Assert.DoesNotContain(v.Decide(100), d => d is Decision.ClearOutdated or Decision.Failover);
+    }
 }

@@ -112,13 +112,19 @@ public sealed class SimHost : IAsyncDisposable
         return host;
     }
 
-    /// <summary>Starts the daemon again after <see cref="Crash"/>: the node reboots Secondary, its state directory survives.</summary>
-    public async Task RestartAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// The host boots again after <see cref="Crash"/>: DRBD comes up Secondary from its state directory
+    /// (its data survives), nothing is mounted, no service runs and the failover IP alias is gone.
+    /// </summary>
+    public async Task RebootAsync(CancellationToken cancellationToken)
     {
         if (_daemon is not null)
         {
             await _daemon.DisposeAsync();
         }
+
+        await File.WriteAllTextAsync(Path.Combine(Bin, "host", "services"), "", cancellationToken);
+        await File.WriteAllTextAsync(Path.Combine(Bin, "host", "ips"), "", cancellationToken);
 
         await StartDaemonAsync(cancellationToken);
     }
@@ -158,6 +164,18 @@ public sealed class SimHost : IAsyncDisposable
         await second.WaitAsync(timeout, cancellationToken, "disk=UpToDate", "replication=Established");
         Check(await first.RunAsync(cancellationToken, "drbdadm", "secondary", Resource), "initial drbdadm secondary");
         await second.WaitAsync(timeout, cancellationToken, "peer-role=Secondary");
+    }
+
+    /// <summary>
+    /// What an operator did by hand before HaMesh ran: DRBD Primary, mounted, services started, failover
+    /// IP alias added (the coordinator then adopts this node as primary at generation 1).
+    /// </summary>
+    public async Task ActivateByHandAsync(string device, string mountPoint, string fsType, IEnumerable<string> services, IEnumerable<string> ips, CancellationToken cancellationToken)
+    {
+        Check(await RunAsync(cancellationToken, "drbdadm", "primary", Resource), "drbdadm primary");
+        Check(await RunAsync(cancellationToken, "mount", "-t", fsType, device, mountPoint), "mount");
+        await File.AppendAllLinesAsync(Path.Combine(Bin, "host", "services"), services, cancellationToken);
+        await File.AppendAllLinesAsync(Path.Combine(Bin, "host", "ips"), ips, cancellationToken);
     }
 
     /// <summary>Environment overrides that point an agent process at this host (listen on <paramref name="listen"/>).</summary>
