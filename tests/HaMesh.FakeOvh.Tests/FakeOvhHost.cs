@@ -44,6 +44,8 @@ public sealed class FakeOvhHost : IAsyncDisposable
         int rateLimit = 10_000,
         bool https = false,
         string secret = "as",
+        string applicationKey = "ak",
+        string consumerKey = "ck",
         ILoggerProvider? logs = null,
         TimeProvider? time = null)
     {
@@ -71,7 +73,7 @@ public sealed class FakeOvhHost : IAsyncDisposable
         }
 
         var app = builder.Build();
-        var api = new FakeOvhApi(state, new FakeOvhOptions("ak", secret, "ck", rules ?? AllRules, rateLimit, TimeSpan.FromSeconds(120)), time);
+        var api = new FakeOvhApi(state, new FakeOvhOptions(applicationKey, secret, consumerKey, rules ?? AllRules, rateLimit, TimeSpan.FromSeconds(120)), time);
         api.Map(app);
         await app.StartAsync();
         return new FakeOvhHost(app, state, api, certificate);
