@@ -127,7 +127,7 @@ public sealed class OvhClientAgainstFakeTests : IAsyncLifetime
         _state.Faults = new Faults { StuckTasks = true };
         var outcome = await Provider(Client(), TimeSpan.FromSeconds(1)).EnsureRoutedAsync(Ip, "ns-b", TestContext.Current.CancellationToken);
         Assert.Equal(MoveOutcomeKind.TimedOut, outcome.Kind);
-        Assert.Contains("routed to ns-a, 1 pending move", outcome.Message);
+        Assert.Contains("routed to ns-a, following task", outcome.Message);
         Assert.Equal(1, Posts);
     }
 

@@ -29,6 +29,7 @@ public static class CliApp
         root.Subcommands.Add(StatusCommand.Create(target, stdout, stderr));
         root.Subcommands.Add(EventsCommand.Create(target, stdout, stderr));
         root.Subcommands.Add(MaintenanceCommand.Create(target, stdout, stderr));
+        root.Subcommands.Add(IpCommand.Create(target, stdout, stderr));
         root.Subcommands.Add(ConfigCommand.Create(stdout, stderr));
 
         var parse = root.Parse(args);

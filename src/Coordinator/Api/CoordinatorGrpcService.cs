@@ -19,6 +19,7 @@ public sealed partial class CoordinatorGrpcService(
     SqliteStore store,
     FencingRecorder fencing,
     LeaseGrantor leases,
+    IpClaims claims,
     ILogger<CoordinatorGrpcService> logger) : CoordinatorService.CoordinatorServiceBase
 {
     private const int DefaultEventLimit = 100;
@@ -169,9 +170,36 @@ public sealed partial class CoordinatorGrpcService(
         return Task.FromResult(new OperationResult { Resource = request.Resource, Generation = record.Generation, Accepted = true, Message = $"maintenance {state}" });
     }
 
-    public override Task<ClaimIpResponse> ClaimIp(ClaimIpRequest request, ServerCallContext context) => throw NotYet("ClaimIp");
+    public override Task<ClaimIpResponse> ClaimIp(ClaimIpRequest request, ServerCallContext context)
+    {
+        var resource = OperatorRequests.RequireResource(_options, request.Resource);
+        OperatorRequests.RequireNode(_options, request.Node, "node");
+        var ip = RequireIp(request.Ip);
+        if (ip.Resource.Name != resource.Name)
+        {
+            throw new RpcException(new global::Grpc.Core.Status(StatusCode.NotFound, $"ip: {ip.Ip} is a failover IP of {ip.Resource.Name}, not of {resource.Name}"));
+        }
 
-    public override Task<GetIpResponse> GetIp(GetIpRequest request, ServerCallContext context) => throw NotYet("GetIp");
+        return claims.ClaimAsync(resource.Name, ip.Ip, request.Node, request.Generation, context.CancellationToken);
+    }
+
+    public override Task<GetIpResponse> GetIp(GetIpRequest request, ServerCallContext context) =>
+        claims.ShowAsync(RequireIp(request.Ip).Ip, context.CancellationToken);
+
+    private (ResourceOptions Resource, string Ip) RequireIp(string ip)
+    {
+        if (string.IsNullOrEmpty(ip))
+        {
+            ThrowInvalid("ip", "is required");
+        }
+
+        if (!IpCidr.TryParse(ip, out _))
+        {
+            ThrowInvalid("ip", $"'{Truncate(ip)}' is not an IP address or block (e.g. 203.0.113.10/32)");
+        }
+
+        return claims.FindIp(ip) ?? throw new RpcException(new global::Grpc.Core.Status(StatusCode.NotFound, $"ip: {Truncate(ip)} is not a configured failover IP (HaMesh:Resources:N:FailoverIps)"));
+    }
 
     public override Task<FencePeerResponse> FencePeer(FencePeerRequest request, ServerCallContext context)
     {

@@ -6,7 +6,14 @@ public sealed record IpRouting(string Ip, string? RoutedToService, IReadOnlyList
     public bool Parked => string.IsNullOrEmpty(RoutedToService);
 }
 
-public sealed record CloudTask(long Id, string Function, string Status, string? Comment);
+public sealed record CloudTask(long Id, string Function, string Status, string? Comment, string? Destination = null)
+{
+    /// <summary>init, todo, doing: OVH has not finished it.</summary>
+    public bool Pending => Status is "init" or "todo" or "doing";
+
+    /// <summary>cancelled, customerError, ovhError: OVH gave up (the route stays where it was, unless re-read says otherwise).</summary>
+    public bool FailedTerminally => Status is "cancelled" or "customerError" or "ovhError";
+}
 
 public enum MoveOutcomeKind
 {

@@ -41,6 +41,9 @@ public sealed partial class DecisionLoop(
 
     private int _decisions;
 
+    /// <summary>Whether an automatic operation is running for <paramref name="resource"/> (operator calls wait for it).</summary>
+    public bool IsBusy(string resource) => _inFlight.ContainsKey(resource);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         while (!stoppingToken.IsCancellationRequested)

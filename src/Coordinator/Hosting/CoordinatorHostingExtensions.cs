@@ -30,6 +30,7 @@ public static class CoordinatorHostingExtensions
         services.TryAddSingleton<IEventSink>(sp => sp.GetRequiredService<IEventLog>());
         services.AddSingleton<FencingRecorder>();
         services.AddSingleton<LeaseGrantor>();
+        services.AddSingleton<IpClaims>();
         services.TryAddSingleton<IAgentCommands, AgentCommandClient>();
         services.AddSingleton<FailoverIpVerifier>();
         services.AddSingleton<ClusterViewBuilder>();

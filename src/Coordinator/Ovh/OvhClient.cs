@@ -78,13 +78,45 @@ public sealed partial class OvhClient
 
     private int _calls;
 
+    /// <summary>GET /ip/{ip} and the pending moves (init, todo, doing: three filtered lists, then each task).</summary>
     public Task<IpRouting> GetRoutingAsync(string ip, CancellationToken ct) => _reads.ExecuteAsync(async token =>
     {
-        using var doc = await SendAsync(HttpMethod.Get, $"/ip/{OvhSignature.EncodeIp(ip)}", null, token);
-        var routed = doc.RootElement.TryGetProperty("routedTo", out var r) && r.ValueKind == JsonValueKind.Object
-            && r.TryGetProperty("serviceName", out var s) && s.ValueKind == JsonValueKind.String ? s.GetString() : null;
+        var routed = await RoutedToCoreAsync(ip, token);
         var pending = await PendingMovesCoreAsync(ip, token);
-        return new IpRouting(ip, string.IsNullOrEmpty(routed) ? null : routed, pending);
+        return new IpRouting(ip, routed, pending);
+    }, ct).AsTask();
+
+    /// <summary>GET /ip/{ip} only: routedTo.serviceName, null when parked (null, "" or routedTo absent).</summary>
+    public Task<string?> GetRoutedToAsync(string ip, CancellationToken ct) => _reads.ExecuteAsync(token => new ValueTask<string?>(RoutedToCoreAsync(ip, token)), ct).AsTask();
+
+    /// <summary>GET /ip with optional filters (type, ip contained, routedTo.serviceName).</summary>
+    public Task<IReadOnlyList<string>> ListIpsAsync(CancellationToken ct, string? type = null, string? containing = null, string? routedTo = null) => _reads.ExecuteAsync(async token =>
+    {
+        var query = Query(("ip", containing), ("routedTo.serviceName", routedTo), ("type", type));
+        using var doc = await SendAsync(HttpMethod.Get, "/ip" + query, null, token);
+        return (IReadOnlyList<string>)[.. doc.RootElement.EnumerateArray().Select(e => e.GetString() ?? "")];
+    }, ct).AsTask();
+
+    /// <summary>GET /ip/{ip}/move: the services the IP can be moved to, by family (dedicatedServer, vps, ...).</summary>
+    public Task<IReadOnlyDictionary<string, IReadOnlyList<string>>> GetMoveDestinationsAsync(string ip, CancellationToken ct) => _reads.ExecuteAsync(async token =>
+    {
+        using var doc = await SendAsync(HttpMethod.Get, $"/ip/{OvhSignature.EncodeIp(ip)}/move", null, token);
+        var result = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
+        foreach (var family in doc.RootElement.EnumerateObject())
+        {
+            result[family.Name] = family.Value.ValueKind == JsonValueKind.Array
+                ? [.. family.Value.EnumerateArray().Select(d => d.TryGetProperty("service", out var s) ? s.GetString() ?? "" : "")]
+                : [];
+        }
+
+        return (IReadOnlyDictionary<string, IReadOnlyList<string>>)result;
+    }, ct).AsTask();
+
+    /// <summary>GET /ip/{ip}/task with optional function and status filters: task ids.</summary>
+    public Task<IReadOnlyList<long>> ListTasksAsync(string ip, CancellationToken ct, string? function = null, string? status = null) => _reads.ExecuteAsync(async token =>
+    {
+        using var doc = await SendAsync(HttpMethod.Get, $"/ip/{OvhSignature.EncodeIp(ip)}/task" + Query(("function", function), ("status", status)), null, token);
+        return (IReadOnlyList<long>)[.. doc.RootElement.EnumerateArray().Select(e => e.GetInt64())];
     }, ct).AsTask();
 
     public Task<CloudTask> GetTaskAsync(string ip, long taskId, CancellationToken ct) => _reads.ExecuteAsync(async token =>
@@ -93,12 +125,40 @@ public sealed partial class OvhClient
         return ParseTask(doc.RootElement);
     }, ct).AsTask();
 
+    /// <summary>GET /dedicated/server: the account's dedicated servers (service names).</summary>
+    public Task<IReadOnlyList<string>> ListServersAsync(CancellationToken ct) => _reads.ExecuteAsync(async token =>
+    {
+        using var doc = await SendAsync(HttpMethod.Get, "/dedicated/server", null, token);
+        return (IReadOnlyList<string>)[.. doc.RootElement.EnumerateArray().Select(e => e.GetString() ?? "")];
+    }, ct).AsTask();
+
     /// <summary>POST /ip/{ip}/move — exactly once, never retried here.</summary>
     public async Task<CloudTask> PostMoveAsync(string ip, string serviceName, CancellationToken ct)
     {
         var body = JsonSerializer.Serialize(new Dictionary<string, string> { ["to"] = serviceName });
         using var doc = await SendAsync(HttpMethod.Post, $"/ip/{OvhSignature.EncodeIp(ip)}/move", body, ct);
         return ParseTask(doc.RootElement);
+    }
+
+    /// <summary>POST /ip/{ip}/park with no body (signed with an empty BODY) — exactly once, never retried here.</summary>
+    public async Task<CloudTask> ParkAsync(string ip, CancellationToken ct)
+    {
+        using var doc = await SendAsync(HttpMethod.Post, $"/ip/{OvhSignature.EncodeIp(ip)}/park", null, ct);
+        return ParseTask(doc.RootElement);
+    }
+
+    private async Task<string?> RoutedToCoreAsync(string ip, CancellationToken ct)
+    {
+        using var doc = await SendAsync(HttpMethod.Get, $"/ip/{OvhSignature.EncodeIp(ip)}", null, ct);
+        var routed = doc.RootElement.TryGetProperty("routedTo", out var r) && r.ValueKind == JsonValueKind.Object
+            && r.TryGetProperty("serviceName", out var s) && s.ValueKind == JsonValueKind.String ? s.GetString()?.Trim() : null;
+        return string.IsNullOrEmpty(routed) ? null : routed;
+    }
+
+    private static string Query(params (string Key, string? Value)[] parameters)
+    {
+        var present = parameters.Where(p => p.Value is not null).Select(p => Uri.EscapeDataString(p.Key) + "=" + Uri.EscapeDataString(p.Value!)).ToList();
+        return present.Count == 0 ? "" : "?" + string.Join('&', present);
     }
 
     private async Task<IReadOnlyList<CloudTask>> PendingMovesCoreAsync(string ip, CancellationToken ct)
@@ -121,7 +181,8 @@ public sealed partial class OvhClient
         e.GetProperty("taskId").GetInt64(),
         e.TryGetProperty("function", out var f) ? f.GetString() ?? "" : "",
         e.TryGetProperty("status", out var s) ? s.GetString() ?? "" : "",
-        e.TryGetProperty("comment", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString() : null);
+        e.TryGetProperty("comment", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString() : null,
+        e.TryGetProperty("destination", out var d) && d.ValueKind == JsonValueKind.Object && d.TryGetProperty("serviceName", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString() : null);
 
     private async Task<JsonDocument> SendAsync(HttpMethod method, string pathAndQuery, string? body, CancellationToken ct, bool retriedSignature = false)
     {
@@ -189,10 +250,13 @@ public sealed partial class OvhClient
 
         using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(_base + "/auth/time"));
         request.Headers.Add("X-Ovh-Application", _credentials.ApplicationKey);
+        Interlocked.Increment(ref _calls);
+        var start = _time.GetTimestamp();
         try
         {
             using var response = await _http.SendAsync(request, ct);
             var text = await response.Content.ReadAsStringAsync(ct);
+            await RecordAsync(HttpMethod.Get, "/auth/time", (int)response.StatusCode, start, response.IsSuccessStatusCode ? "ok" : Message(text), ct);
             if (!response.IsSuccessStatusCode || !long.TryParse(text.Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var server))
             {
                 throw new OvhException(OvhErrorKind.Transient, (int)response.StatusCode, $"GET /auth/time answered {(int)response.StatusCode}: {Message(text)}");
@@ -208,8 +272,9 @@ public sealed partial class OvhClient
             _deltaFetchedAt = _time.GetTimestamp();
             return local + delta;
         }
-        catch (HttpRequestException ex)
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
         {
+            await RecordAsync(HttpMethod.Get, "/auth/time", 0, start, ex.GetType().Name, ct);
             throw new OvhException(OvhErrorKind.Transient, 0, $"OVH API unreachable (GET /auth/time): {ex.Message}");
         }
     }

@@ -17,6 +17,9 @@ public sealed class OvhCloudIpProvider(OvhClient client, IEventSink events, Time
 
     public Task<IpRouting> GetRoutingAsync(string ip, CancellationToken cancellationToken) => client.GetRoutingAsync(ip, cancellationToken);
 
+    /// <summary>After this long a move is reported slow (once); the workflow goes on until the timeout.</summary>
+    public TimeSpan SlowAfter { get; init; } = TimeSpan.FromSeconds(90);
+
     public async Task<MoveOutcome> EnsureRoutedAsync(string ip, string serviceName, CancellationToken cancellationToken)
     {
         var start = time.GetTimestamp();
@@ -25,67 +28,93 @@ public sealed class OvhCloudIpProvider(OvhClient client, IEventSink events, Time
         var ct = linked.Token;
         var posts = 0;
         long? taskId = null;
+        string? refused = null;
+        var slowReported = false;
         var last = "not read yet";
         try
         {
             while (true)
             {
-                var routing = await ReadAsync(ip, ct);
-                last = routing is null ? "route unknown (read failed)" : $"routed to {routing.RoutedToService ?? "nothing (parked)"}, {routing.PendingTasks.Count} pending move(s)";
-                if (routing?.RoutedToService == serviceName)
+                // With a task to follow, only the route is read (GET /ip/{ip}); otherwise the pending moves too.
+                var routing = taskId is null ? await ReadAsync(ip, ct) : await ReadRouteAsync(ip, ct);
+                last = routing is null ? "route unknown (read failed)" : $"routed to {routing.RoutedToService ?? "nothing (parked)"}"
+                    + (taskId is null ? $", {routing.PendingTasks.Count} pending move(s)" : $", following task {taskId}");
+                if (SameService(routing?.RoutedToService, serviceName))
                 {
                     var kind = posts == 0 && taskId is null ? MoveOutcomeKind.AlreadyRouted : MoveOutcomeKind.Moved;
-                    return await DoneAsync(new MoveOutcome(kind, kind == MoveOutcomeKind.AlreadyRouted ? $"{ip} is already routed to {serviceName}" : $"{ip} is now routed to {serviceName}", taskId, time.GetElapsedTime(start), posts), ip, serviceName, ct);
+                    return await DoneAsync(new MoveOutcome(kind, kind == MoveOutcomeKind.AlreadyRouted ? $"{ip} is already routed to {serviceName}" : $"{ip} is now routed to {serviceName}", taskId, time.GetElapsedTime(start), posts), ip, serviceName);
                 }
 
-                if (routing is { PendingTasks.Count: > 0 })
+                if (routing is not null && taskId is null)
                 {
-                    taskId = routing.PendingTasks[0].Id;
-                }
-                else if (routing is not null && taskId is null)
-                {
-                    if (posts >= MaxPosts)
+                    if (routing.PendingTasks.Count > 0)
                     {
-                        return await DoneAsync(new MoveOutcome(MoveOutcomeKind.Failed, $"{ip}: {posts} move requests did not take ({last})", taskId, time.GetElapsedTime(start), posts), ip, serviceName, ct);
+                        // Never a second move while one is pending: follow it (ours, or one towards the target first).
+                        var follow = routing.PendingTasks.FirstOrDefault(t => SameService(t.Destination, serviceName)) ?? routing.PendingTasks[0];
+                        taskId = follow.Id;
+                        refused = null;
+                        await events.AppendAsync(new EventRecord("OvhMoveFollowing", $"{ip}: following pending task {follow.Id} ({follow.Status}, to {follow.Destination ?? "?"}) instead of posting a move", Severity: EventSeverity.Info), ct);
                     }
-
-                    posts++;
-                    try
+                    else if (refused is not null)
                     {
-                        await events.AppendAsync(new EventRecord("OvhMoveRequested", $"POST /ip/{ip}/move to {serviceName}", Severity: EventSeverity.Warning), ct);
-                        taskId = (await client.PostMoveAsync(ip, serviceName, ct)).Id;
+                        // OVH answered the POST with a 4xx and the state shows neither the move nor a pending task: its refusal stands.
+                        return await DoneAsync(new MoveOutcome(MoveOutcomeKind.Failed, refused, null, time.GetElapsedTime(start), posts), ip, serviceName);
                     }
-                    catch (OvhException ex) when (ex.IsPermanent)
+                    else if (posts >= MaxPosts)
                     {
-                        return await DoneAsync(new MoveOutcome(MoveOutcomeKind.Failed, ex.Message, null, time.GetElapsedTime(start), posts), ip, serviceName, ct);
+                        return await DoneAsync(new MoveOutcome(MoveOutcomeKind.Failed, $"{ip}: {posts} move requests did not take ({last})", taskId, time.GetElapsedTime(start), posts), ip, serviceName);
                     }
-                    catch (OvhException ex)
+                    else
                     {
-                        // Unknown outcome: never POST again blindly; the next round reads routedTo and the pending tasks.
-                        await events.AppendAsync(new EventRecord("OvhMoveUncertain", $"POST /ip/{ip}/move: {ex.Message}; reading state before anything else", Severity: EventSeverity.Warning), ct);
+                        posts++;
+                        try
+                        {
+                            await events.AppendAsync(new EventRecord("OvhMoveRequested", $"POST /ip/{ip}/move to {serviceName}", Severity: EventSeverity.Warning), ct);
+                            taskId = (await client.PostMoveAsync(ip, serviceName, ct)).Id;
+                            await Task.Delay(pollInterval, time, ct);
+                            continue;
+                        }
+                        catch (OvhException ex) when (ex.IsPermanent)
+                        {
+                            return await DoneAsync(new MoveOutcome(MoveOutcomeKind.Failed, ex.Message, null, time.GetElapsedTime(start), posts), ip, serviceName);
+                        }
+                        catch (OvhException ex)
+                        {
+                            // Unknown outcome, or a refusal that may be a race (already routed by someone else, a move
+                            // pending): never POST again blindly; the next round reads routedTo and the pending tasks.
+                            refused = ex.Kind is OvhErrorKind.BadRequest or OvhErrorKind.InvalidSignature ? ex.Message : null;
+                            await events.AppendAsync(new EventRecord("OvhMoveUncertain", $"POST /ip/{ip}/move: {ex.Message}; reading state before anything else", Severity: EventSeverity.Warning), ct);
+                            continue;
+                        }
                     }
                 }
 
                 if (taskId is { } id)
                 {
                     var task = await TryGetTaskAsync(ip, id, ct);
-                    if (task is { Status: "cancelled" or "customerError" or "ovhError" })
+                    if (task is { FailedTerminally: true })
                     {
-                        var confirm = await ReadAsync(ip, ct);
-                        if (confirm?.RoutedToService == serviceName)
+                        var confirm = await ReadRouteAsync(ip, ct);
+                        if (SameService(confirm?.RoutedToService, serviceName))
                         {
                             continue;
                         }
 
-                        return await DoneAsync(new MoveOutcome(MoveOutcomeKind.Failed, $"OVH task {id} ended {task.Status}: {task.Comment ?? "no comment"}", id, time.GetElapsedTime(start), posts), ip, serviceName, ct);
+                        return await DoneAsync(new MoveOutcome(MoveOutcomeKind.Failed, $"OVH task {id} ended {task.Status}: {task.Comment ?? "no comment"}", id, time.GetElapsedTime(start), posts), ip, serviceName);
                     }
 
                     if (task is { Status: "done" })
                     {
+                        // Done but the route does not name the target (yet): read everything again next round.
                         taskId = null;
                         posts = Math.Max(posts, 1);
-                        continue;
                     }
+                }
+
+                if (!slowReported && time.GetElapsedTime(start) >= SlowAfter)
+                {
+                    slowReported = true;
+                    await events.AppendAsync(new EventRecord("OvhMoveSlow", string.Create(CultureInfo.InvariantCulture, $"{ip} → {serviceName}: still not routed after {SlowAfter.TotalSeconds:0} s ({last})"), Severity: EventSeverity.Warning), ct);
                 }
 
                 await Task.Delay(pollInterval, time, ct);
@@ -93,7 +122,23 @@ public sealed class OvhCloudIpProvider(OvhClient client, IEventSink events, Time
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            return await DoneAsync(new MoveOutcome(MoveOutcomeKind.TimedOut, string.Create(CultureInfo.InvariantCulture, $"{ip} not routed to {serviceName} after {timeout.TotalSeconds:0} s; last seen: {last}"), taskId, time.GetElapsedTime(start), posts), ip, serviceName, cancellationToken);
+            return await DoneAsync(new MoveOutcome(MoveOutcomeKind.TimedOut, string.Create(CultureInfo.InvariantCulture, $"{ip} not routed to {serviceName} after {timeout.TotalSeconds:0} s; last seen: {last}"), taskId, time.GetElapsedTime(start), posts), ip, serviceName);
+        }
+    }
+
+    /// <summary>OVH service names compare case-insensitively after trimming (spec §7 gotcha 11).</summary>
+    public static bool SameService(string? a, string? b) =>
+        !string.IsNullOrWhiteSpace(a) && string.Equals(a.Trim(), b?.Trim(), StringComparison.OrdinalIgnoreCase);
+
+    private async Task<IpRouting?> ReadRouteAsync(string ip, CancellationToken ct)
+    {
+        try
+        {
+            return new IpRouting(ip, await client.GetRoutedToAsync(ip, ct), []);
+        }
+        catch (OvhException ex) when (!ex.IsPermanent)
+        {
+            return null;
         }
     }
 
@@ -121,7 +166,7 @@ public sealed class OvhCloudIpProvider(OvhClient client, IEventSink events, Time
         }
     }
 
-    private async Task<MoveOutcome> DoneAsync(MoveOutcome outcome, string ip, string serviceName, CancellationToken ct)
+    private async Task<MoveOutcome> DoneAsync(MoveOutcome outcome, string ip, string serviceName)
     {
         await events.AppendAsync(new EventRecord(
             outcome.Kind is MoveOutcomeKind.AlreadyRouted or MoveOutcomeKind.Moved ? "OvhMoveCompleted" : "OvhMoveFailed",
@@ -130,7 +175,6 @@ public sealed class OvhCloudIpProvider(OvhClient client, IEventSink events, Time
         {
             Attributes = new Dictionary<string, string> { ["ip"] = ip, ["to"] = serviceName, ["outcome"] = outcome.Kind.ToString() },
         }, CancellationToken.None);
-        _ = ct;
         return outcome;
     }
 }

@@ -149,7 +149,14 @@ public sealed class FakeOvhApi(FakeOvhState state, FakeOvhOptions options, TimeP
         switch (method, segments)
         {
             case ("GET", ["ip"]):
-                await Json(context, new JsonArray([.. state.Ips.Select(i => (JsonNode)JsonValue.Create(i))]));
+                var type = query["type"].FirstOrDefault();
+                var containing = query["ip"].FirstOrDefault();
+                var routedFilter = query["routedTo.serviceName"].FirstOrDefault();
+                await Json(context, new JsonArray([.. state.Ips
+                    .Where(i => type is null || type == "failover")
+                    .Where(i => containing is null || Contains(i, containing))
+                    .Where(i => routedFilter is null || state.RoutedTo(i) == routedFilter)
+                    .Select(i => (JsonNode)JsonValue.Create(i))]));
                 return;
             case ("GET", ["dedicated", "server"]):
                 await Json(context, new JsonArray([.. state.Servers.Select(s => (JsonNode)JsonValue.Create(s))]));
@@ -157,7 +164,10 @@ public sealed class FakeOvhApi(FakeOvhState state, FakeOvhOptions options, TimeP
             case ("GET", ["dedicated", "server", var name]) when state.Servers.Contains(name):
                 await Json(context, new JsonObject { ["name"] = name, ["state"] = "ok", ["powerState"] = "poweron", ["datacenter"] = "gra1" });
                 return;
-            case ("GET", ["dedicated", "server", _]):
+            case ("GET", ["dedicated", "server", var owner, "ips"]) when state.Servers.Contains(owner):
+                await Json(context, new JsonArray([.. state.IpsOf(owner).Select(i => (JsonNode)JsonValue.Create(i))]));
+                return;
+            case ("GET", ["dedicated", "server", _, ..]):
                 await Error(context, 404, "This service does not exist", null);
                 return;
         }
@@ -179,7 +189,8 @@ public sealed class FakeOvhApi(FakeOvhState state, FakeOvhOptions options, TimeP
                     ["ip"] = ip,
                     ["type"] = "failover",
                     ["isAdditionalIp"] = true,
-                    ["routedTo"] = new JsonObject { ["serviceName"] = routed },
+                    ["routedTo"] = routed is not null ? new JsonObject { ["serviceName"] = routed }
+                        : state.Faults.ParkedAs switch { "absent" => null, "empty" => new JsonObject { ["serviceName"] = "" }, _ => new JsonObject { ["serviceName"] = null } },
                     ["description"] = "hamesh",
                     ["canBeTerminated"] = true,
                     ["country"] = "fr",
@@ -217,10 +228,29 @@ public sealed class FakeOvhApi(FakeOvhState state, FakeOvhOptions options, TimeP
                     return;
                 }
 
+                if (state.Faults.Http502AfterPost > 0)
+                {
+                    state.Faults.Http502AfterPost--;
+                    context.Response.StatusCode = 502;
+                    context.Response.ContentType = "text/html";
+                    await context.Response.WriteAsync("<html><body><h1>502 Bad Gateway</h1></body></html>", context.RequestAborted);
+                    return;
+                }
+
                 await Json(context, state.Task(ip, task.Id)!);
                 return;
+            case ("POST", ["park"]):
+                var (parkTask, parkStatus, parkError) = state.Move(ip, "");
+                if (parkTask is null)
+                {
+                    await Error(context, parkStatus, parkError, null);
+                    return;
+                }
+
+                await Json(context, state.Task(ip, parkTask.Id)!);
+                return;
             case ("GET", ["task"]):
-                await Json(context, new JsonArray([.. state.TaskIds(ip, query["status"].FirstOrDefault()).Select(i => (JsonNode)JsonValue.Create(i))]));
+                await Json(context, new JsonArray([.. state.TaskIds(ip, query["status"].FirstOrDefault(), query["function"].FirstOrDefault()).Select(i => (JsonNode)JsonValue.Create(i))]));
                 return;
             case ("GET", ["task", var id]) when long.TryParse(id, NumberStyles.None, CultureInfo.InvariantCulture, out var taskId) && state.Task(ip, taskId) is { } t:
                 await Json(context, t);
@@ -229,6 +259,37 @@ public sealed class FakeOvhApi(FakeOvhState state, FakeOvhOptions options, TimeP
                 await Error(context, 404, "Got an invalid (or empty) URL", null);
                 return;
         }
+    }
+
+    /// <summary>Whether the block <paramref name="block"/> equals or contains <paramref name="ip"/> (the ip filter of GET /ip).</summary>
+    internal static bool Contains(string block, string ip)
+    {
+        var wanted = FakeOvhState.Normalize(ip)!;
+        if (wanted == block)
+        {
+            return true;
+        }
+
+        var parts = block.Split('/');
+        var address = wanted.Split('/')[0];
+        if (parts.Length != 2 || !System.Net.IPAddress.TryParse(parts[0], out var net) || !System.Net.IPAddress.TryParse(address, out var a)
+            || net.AddressFamily != a.AddressFamily || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var prefix))
+        {
+            return false;
+        }
+
+        var nb = net.GetAddressBytes();
+        var ab = a.GetAddressBytes();
+        for (var bit = 0; bit < prefix; bit++)
+        {
+            var mask = (byte)(0x80 >> (bit % 8));
+            if ((nb[bit / 8] & mask) != (ab[bit / 8] & mask))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private bool IsWithinRate()

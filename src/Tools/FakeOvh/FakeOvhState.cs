@@ -24,6 +24,12 @@ public sealed class Faults
     public string? FailTasks { get; set; }
 
     public long SkewSeconds { get; set; }
+
+    /// <summary>The next N POST /move are applied (the task is created) and then answered 502 with an HTML body.</summary>
+    public int Http502AfterPost { get; set; }
+
+    /// <summary>How a parked IP is shown: "null" (routedTo.serviceName null, default), "empty" ("") or "absent" (routedTo null).</summary>
+    public string ParkedAs { get; set; } = "null";
 }
 
 public sealed record FakeTask(long Id, string Ip, string To, long CreatedAt, string Function);
@@ -39,7 +45,7 @@ public sealed class FakeOvhState(TimeProvider time, TimeSpan taskDuration, strin
     private readonly Dictionary<string, string?> _routes = new(StringComparer.Ordinal);
     private readonly List<string> _servers = [];
     private readonly Dictionary<long, FakeTask> _tasks = [];
-    private readonly Dictionary<long, string> _finished = [];
+    private readonly Dictionary<long, (FakeTask Task, string Status, string? Comment, DateTimeOffset DoneAt)> _finished = [];
     private long _nextTask = 559188894;
 
     public Faults Faults { get; set; } = new();
@@ -106,14 +112,19 @@ public sealed class FakeOvhState(TimeProvider time, TimeSpan taskDuration, strin
         Advance();
         lock (_lock)
         {
-            if (!_servers.Contains(to))
+            if (to.Length > 0 && !_servers.Contains(to))
             {
                 return (null, 400, $"Invalid destination: {to} is not one of your services");
             }
 
-            if (_routes.GetValueOrDefault(ip) == to)
+            if (to.Length > 0 && _routes.GetValueOrDefault(ip) == to)
             {
                 return (null, 400, "IP is already routed to this service");
+            }
+
+            if (to.Length == 0 && _routes.GetValueOrDefault(ip) is null)
+            {
+                return (null, 400, "IP is already parked");
             }
 
             if (_tasks.Values.Any(t => t.Ip == ip))
@@ -127,13 +138,28 @@ public sealed class FakeOvhState(TimeProvider time, TimeSpan taskDuration, strin
         }
     }
 
-    public IReadOnlyList<long> TaskIds(string ip, string? status)
+    public IReadOnlyList<long> TaskIds(string ip, string? status, string? function = null)
+    {
+        Advance();
+        if (function is not null && function != "genericMoveFloatingIp")
+        {
+            return [];
+        }
+
+        lock (_lock)
+        {
+            return [.. _tasks.Values.Where(t => t.Ip == ip && (status is null || Status(t) == status)).Select(t => t.Id)
+                .Concat(_finished.Where(kv => (status is null || kv.Value.Status == status) && kv.Value.Task.Ip == ip).Select(kv => kv.Key))];
+        }
+    }
+
+    /// <summary>The failover IPs routed to <paramref name="server"/> now.</summary>
+    public IReadOnlyList<string> IpsOf(string server)
     {
         Advance();
         lock (_lock)
         {
-            return [.. _tasks.Values.Where(t => t.Ip == ip && (status is null || Status(t) == status)).Select(t => t.Id)
-                .Concat(_finished.Where(kv => status is null || kv.Value.Split('|')[0] == status).Where(kv => kv.Value.Split('|')[1] == ip).Select(kv => kv.Key))];
+            return [.. _routes.Where(kv => kv.Value == server).Select(kv => kv.Key)];
         }
     }
 
@@ -147,9 +173,9 @@ public sealed class FakeOvhState(TimeProvider time, TimeSpan taskDuration, strin
                 return TaskJson(t, Status(t), null);
             }
 
-            if (_finished.TryGetValue(id, out var done) && done.Split('|') is [var status, var fip, var to, var comment] && fip == ip)
+            if (_finished.TryGetValue(id, out var done) && done.Task.Ip == ip)
             {
-                return TaskJson(new FakeTask(id, fip, to, 0, "genericMoveFloatingIp"), status, comment.Length == 0 ? null : comment);
+                return TaskJson(done.Task, done.Status, done.Comment, done.DoneAt);
             }
 
             return null;
@@ -185,10 +211,10 @@ public sealed class FakeOvhState(TimeProvider time, TimeSpan taskDuration, strin
                 {
                     _tasks.Remove(t.Id);
                     var comment = status == "ovhError" ? "An internal error occurred while moving the IP" : "";
-                    _finished[t.Id] = $"{status}|{t.Ip}|{t.To}|{comment}";
+                    _finished[t.Id] = (t, status, comment.Length == 0 ? null : comment, time.GetUtcNow());
                     if (status == "done")
                     {
-                        _routes[t.Ip] = t.To;
+                        _routes[t.Ip] = t.To.Length == 0 ? null : t.To;
                         completed.Add(t);
                     }
                 }
@@ -217,19 +243,20 @@ public sealed class FakeOvhState(TimeProvider time, TimeSpan taskDuration, strin
         return elapsed < taskDuration * 0.1 ? "init" : elapsed < taskDuration * 0.3 ? "todo" : "doing";
     }
 
-    private JsonObject TaskJson(FakeTask t, string status, string? comment)
+    private JsonObject TaskJson(FakeTask t, string status, string? comment, DateTimeOffset? doneAt = null)
     {
         var started = time.GetUtcNow() - time.GetElapsedTime(t.CreatedAt);
+        var last = doneAt ?? time.GetUtcNow();
         return new JsonObject
         {
             ["taskId"] = t.Id,
             ["function"] = t.Function,
             ["status"] = status,
             ["startDate"] = started.ToString("yyyy-MM-ddTHH:mm:sszzz", CultureInfo.InvariantCulture),
-            ["lastUpdate"] = time.GetUtcNow().ToString("yyyy-MM-ddTHH:mm:sszzz", CultureInfo.InvariantCulture),
-            ["doneDate"] = status == "done" ? time.GetUtcNow().ToString("yyyy-MM-ddTHH:mm:sszzz", CultureInfo.InvariantCulture) : null,
+            ["lastUpdate"] = last.ToString("yyyy-MM-ddTHH:mm:sszzz", CultureInfo.InvariantCulture),
+            ["doneDate"] = status == "done" ? last.ToString("yyyy-MM-ddTHH:mm:sszzz", CultureInfo.InvariantCulture) : null,
             ["comment"] = comment,
-            ["destination"] = new JsonObject { ["serviceName"] = t.To },
+            ["destination"] = t.To.Length == 0 ? null : new JsonObject { ["serviceName"] = t.To },
         };
     }
 

@@ -3,10 +3,18 @@ using HaMesh.FakeOvh;
 
 // hamesh-fake-ovh: the fake OVH API as a real HTTP server for tests, the demo and the lab.
 // Flags: --urls URL (default http://127.0.0.1:0), --state FILE (seed JSON), --app-key/--app-secret/--consumer-key,
-// --task-seconds N (move duration, default 60), --rate-limit N (per minute, default 60), --on-move-complete EXE.
+// --task-seconds N (move duration, default 60), --rate-limit N (per minute, default 60), --on-move-complete EXE,
+// --tls-cert PEM --tls-key PEM (serve https:// URLs with that certificate: the official node-ovh client only speaks TLS).
 var flags = Flags.Parse(args);
 var builder = WebApplication.CreateSlimBuilder();
 builder.WebHost.UseUrls(flags.GetValueOrDefault("urls", "http://127.0.0.1:0"));
+if (flags.TryGetValue("tls-cert", out var certPath))
+{
+    var certificate = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(certPath, flags.GetValueOrDefault("tls-key"));
+    builder.WebHost.UseKestrelHttpsConfiguration();
+    builder.WebHost.ConfigureKestrel(k => k.ConfigureHttpsDefaults(h => h.ServerCertificate = certificate));
+}
+
 builder.Logging.SetMinimumLevel(LogLevel.Warning);
 var time = TimeProvider.System;
 var state = new FakeOvhState(time, TimeSpan.FromSeconds(double.Parse(flags.GetValueOrDefault("task-seconds", "60"), CultureInfo.InvariantCulture)), flags.GetValueOrDefault("on-move-complete"));
