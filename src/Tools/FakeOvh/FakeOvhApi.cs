@@ -27,6 +27,7 @@ public sealed class FakeOvhApi(FakeOvhState state, FakeOvhOptions options, TimeP
     {
         ArgumentNullException.ThrowIfNull(app);
         app.MapGet("/admin/state", () => Results.Text(state.Dump(), "application/json"));
+        app.MapGet("/admin/requests", () => Results.Text(string.Join('\n', Requests) + "\n", "text/plain"));
         app.MapPost("/admin/faults", async (HttpRequest request) =>
         {
             state.Faults = await JsonSerializer.DeserializeAsync<Faults>(request.Body, CaseInsensitive) ?? new Faults();
@@ -146,6 +147,7 @@ public sealed class FakeOvhApi(FakeOvhState state, FakeOvhOptions options, TimeP
         var segments = path.Trim('/').Split('/').Select(Uri.UnescapeDataString).ToArray();
         var method = context.Request.Method;
         var query = context.Request.Query;
+        var faults = state.Faults;
         switch (method, segments)
         {
             case ("GET", ["ip"]):
@@ -214,6 +216,14 @@ public sealed class FakeOvhApi(FakeOvhState state, FakeOvhOptions options, TimeP
                 if (task is null)
                 {
                     await Error(context, status, error, null);
+                    return;
+                }
+
+                if (faults.Http500AfterPost > 0)
+                {
+                    faults.Http500AfterPost--;
+                    context.Response.StatusCode = 500;
+                    await context.Response.WriteAsync("<html><body><h1>500 Internal Server Error</h1></body></html>", context.RequestAborted);
                     return;
                 }
 
