@@ -59,7 +59,7 @@ public sealed class LabCluster : IAsyncDisposable
     public static string ServiceName(string node) => node == "a" ? "ns1.ip-1-2-3.eu" : "ns2.ip-1-2-3.eu";
 
     /// <summary>Builds the namespaces and starts OVH, coordinator and both agents; returns once both nodes reported and the IP was verified on a.</summary>
-    public static async Task<LabCluster> StartAsync(double ovhTaskSeconds, CancellationToken ct)
+    public static async Task<LabCluster> StartAsync(double ovhTaskSeconds, CancellationToken ct, Action<HaMeshOptions>? configure = null)
     {
         var lab = await NetnsLab.CreateAsync(ct);
         var dir = System.IO.Directory.CreateTempSubdirectory("hamesh-lab-").FullName;
@@ -80,6 +80,7 @@ public sealed class LabCluster : IAsyncDisposable
         options.Resources[0].Interface = "eth0";
         options.Agent.Node = "";
         options.Agent.DrbdVersion = "drbd84";
+        configure?.Invoke(options);
         var config = ClusterFiles.Write(dir, options);
         var cluster = new LabCluster(lab, dir, options, config);
         try
@@ -209,6 +210,25 @@ public sealed class LabCluster : IAsyncDisposable
                 s.Refresh(); // the survivor's DRBD notices the lost peer (its /proc/drbd shows WFConnection)
             }
         }
+    }
+
+    /// <summary>
+    /// The crashed host boots again: DRBD comes up Secondary with nothing mounted and no service
+    /// running (as after a reboot), its peer sees it again, and its agent starts.
+    /// </summary>
+    public DaemonProcess RebootNode(string node)
+    {
+        var s = _drbd[node];
+        File.WriteAllText(Path.Combine(s.State, "role"), "Secondary\n");
+        File.WriteAllText(Path.Combine(s.State, "mountinfo"), "");
+        File.WriteAllText(Path.Combine(s.State, "services"), "");
+        s.HostUp();
+        foreach (var d in _drbd.Values)
+        {
+            d.Refresh();
+        }
+
+        return StartAgent(node);
     }
 
     /// <summary>An AgentService client from the test process (through the host port on the bridge).</summary>

@@ -1,0 +1,36 @@
+using System.Globalization;
+using System.Text;
+
+namespace HaMesh.Bench;
+
+/// <summary>Percentiles (nearest rank) and the result file every command writes.</summary>
+public static class Stats
+{
+    public static double Percentile(IReadOnlyList<double> values, double p)
+    {
+        if (values.Count == 0)
+        {
+            return double.NaN;
+        }
+
+        var sorted = values.Order().ToArray();
+        var rank = (int)Math.Ceiling(p / 100 * sorted.Length);
+        return sorted[Math.Clamp(rank - 1, 0, sorted.Length - 1)];
+    }
+
+    public static string Row(string name, IReadOnlyList<double> ms) =>
+        string.Create(CultureInfo.InvariantCulture,
+            $"{name,-44} n={ms.Count,3}  p50={Percentile(ms, 50),7:0}  p95={Percentile(ms, 95),7:0}  p99={Percentile(ms, 99),7:0}  max={(ms.Count == 0 ? double.NaN : ms.Max()),7:0}  ms");
+
+    public static string Header(string title) =>
+        $"# {title}\n# {TimeProvider.System.GetUtcNow():yyyy-MM-dd HH:mm:ss} UTC, {Environment.ProcessorCount} cores, {Environment.MachineName}\n";
+
+    /// <summary>Prints <paramref name="text"/> and writes it to bench/results/<paramref name="name"/>.txt.</summary>
+    public static void Write(string name, string text)
+    {
+        Console.WriteLine(text);
+        var dir = Path.Combine(HaMesh.Testing.TestPaths.RepoRoot, "bench", "results");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, name + ".txt"), text, new UTF8Encoding(false));
+    }
+}
