@@ -74,8 +74,10 @@ public static class FailoverBench
             rss.Add(ProcStat.MiB(cluster.Agent(standby).Pid, "VmRSS"));
             var rejoinFrom = cluster.Events.Count;
             cluster.RebootNode(primary);
-            var rejoin = await cluster.WithinAsync(cluster.Events.WaitForAsync(e => e.Node == primary && e.Kind is "Rejoined" or "DemoteFailed", rejoinFrom, ct), $"run {run}: {primary} rejoins", ct);
-            if (rejoin.Kind != "Rejoined")
+            // Rebooted Secondary: it reports again (a node that came back Primary would get a Demote: Rejoined).
+            var rejoin = await cluster.WithinAsync(cluster.Events.WaitForAsync(e => e.Node == primary && e.Kind is "NodeReachable" or "DemoteFailed", rejoinFrom, ct), $"run {run}: {primary} reports again", ct);
+            await cluster.WithinAsync(WaitForPeerContactAsync(cluster, primary, ct), $"run {run}: {primary} in contact with its peer", ct);
+            if (rejoin.Kind != "NodeReachable")
             {
                 failures.Add($"run {run}: rejoin of {primary}: {rejoin.Kind} {rejoin.Message}");
                 break;
@@ -104,6 +106,23 @@ public static class FailoverBench
         await File.WriteAllLinesAsync(Path.Combine(TestPathsResults(), "failover-promoted.ms"), series[names[1]].Select(v => v.ToString("0", CultureInfo.InvariantCulture)), ct);
         Comparison.Write();
         return failures.Count == 0 ? 0 : 1;
+    }
+
+    /// <summary>The rebooted node is a real standby again: its report shows recent contact with the primary's agent (polled: no event says so).</summary>
+    private static async Task<bool> WaitForPeerContactAsync(LabCluster cluster, string node, CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(cluster.Timings.Heartbeat, TimeProvider.System);
+        while (await timer.WaitForNextTickAsync(ct))
+        {
+            var status = await cluster.Coordinator.GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: ct);
+            var r = status.Nodes.Single(n => n.Node == node).LastReport?.Resources.SingleOrDefault();
+            if (r?.PeerContactAge is { } age && age.ToTimeSpan() < TimeSpan.FromSeconds(1) && r.Drbd?.Role == DrbdRole.Secondary)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     internal static string TestPathsResults() => Path.Combine(HaMesh.Testing.TestPaths.RepoRoot, "bench", "results");

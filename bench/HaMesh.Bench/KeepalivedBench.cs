@@ -96,7 +96,10 @@ public static class KeepalivedBench
 
     private static string KeepalivedVersion()
     {
-        var doc = "/usr/share/doc/keepalived/changelog.Debian.gz";
-        return File.Exists(doc) ? "(Debian package)" : "(version unknown)";
+        // the installed Debian package's version, from dpkg's status database
+        var lines = File.Exists("/var/lib/dpkg/status") ? File.ReadAllLines("/var/lib/dpkg/status") : [];
+        var at = Array.IndexOf(lines, "Package: keepalived");
+        var version = at < 0 ? null : lines.Skip(at).TakeWhile(l => l.Length > 0).FirstOrDefault(l => l.StartsWith("Version: ", StringComparison.Ordinal));
+        return version is null ? "(version unknown)" : version["Version: ".Length..] + " (Debian package)";
     }
 }

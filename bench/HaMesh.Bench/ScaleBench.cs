@@ -78,7 +78,7 @@ public static class ScaleBench
         sb.Append(CultureInfo.InvariantCulture, $"coordinator CPU: {cpu:0.0} % of one core; RSS {rss:0.0} MiB (peak {hwm:0.0} MiB)\n");
         sb.Append(CultureInfo.InvariantCulture, $"(load generator in the bench process: {self:0.0} % of one core, same 2-core machine)\n");
         sb.AppendLine(Stats.Row($"lease request → grant round trip ({agents / 10} agents)", [.. latencies]));
-        sb.AppendLine(Stats.Row($"FailoverPolicy.Decide, {agents}-node view, primary gone (μs)", decide));
+        sb.AppendLine(Stats.Row($"FailoverPolicy.Decide, {agents}-node view, primary gone", decide, "μs"));
         sb.Append("# no failover was executed under load: the simulated agents serve no AgentService, so a Promote could not succeed\n");
         Stats.Write("scale", sb.ToString());
         Directory.Delete(dir, recursive: true);

@@ -18,9 +18,12 @@ public static class Stats
         return sorted[Math.Clamp(rank - 1, 0, sorted.Length - 1)];
     }
 
-    public static string Row(string name, IReadOnlyList<double> ms) =>
-        string.Create(CultureInfo.InvariantCulture,
-            $"{name,-44} n={ms.Count,3}  p50={Percentile(ms, 50),7:0}  p95={Percentile(ms, 95),7:0}  p99={Percentile(ms, 99),7:0}  max={(ms.Count == 0 ? double.NaN : ms.Max()),7:0}  ms");
+    public static string Row(string name, IReadOnlyList<double> values, string unit = "ms")
+    {
+        var f = values.Count > 0 && values.Max() < 100 ? "0.0" : "0";
+        string V(double v) => v.ToString(f, CultureInfo.InvariantCulture).PadLeft(7);
+        return string.Create(CultureInfo.InvariantCulture, $"{name,-44} n={values.Count,3}  p50={V(Percentile(values, 50))}  p95={V(Percentile(values, 95))}  p99={V(Percentile(values, 99))}  max={V(values.Count == 0 ? double.NaN : values.Max())}  {unit}");
+    }
 
     public static string Header(string title) =>
         $"# {title}\n# {TimeProvider.System.GetUtcNow():yyyy-MM-dd HH:mm:ss} UTC, {Environment.ProcessorCount} cores, {Environment.MachineName}\n";
