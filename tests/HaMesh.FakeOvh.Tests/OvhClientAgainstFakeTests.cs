@@ -90,6 +90,16 @@ public sealed class OvhClientAgainstFakeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task EnsureRouted_MoveProcessedButAnswered500_FollowsThePendingTask_ExactlyOnePost()
+    {
+        _state.Faults = new Faults { Http500AfterPost = 1 };
+        var outcome = await Provider(Client()).EnsureRoutedAsync(Ip, "ns-b", TestContext.Current.CancellationToken);
+        Assert.Equal(MoveOutcomeKind.Moved, outcome.Kind);
+        Assert.Equal(1, Posts);
+        Assert.Equal("ns-b", _state.RoutedTo(Ip));
+    }
+
+    [Fact]
     public async Task EnsureRouted_PostFailsWith500_StateShowsNothingHappened_OneMorePost()
     {
         _state.Faults = new Faults { Http500OnPost = 1 };

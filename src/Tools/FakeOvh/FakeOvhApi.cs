@@ -27,6 +27,7 @@ public sealed class FakeOvhApi(FakeOvhState state, FakeOvhOptions options, TimeP
     {
         ArgumentNullException.ThrowIfNull(app);
         app.MapGet("/admin/state", () => Results.Text(state.Dump(), "application/json"));
+        app.MapGet("/admin/requests", () => Results.Text(string.Join('\n', Requests) + "\n", "text/plain"));
         app.MapPost("/admin/faults", async (HttpRequest request) =>
         {
             state.Faults = await JsonSerializer.DeserializeAsync<Faults>(request.Body, CaseInsensitive) ?? new Faults();
@@ -146,6 +147,7 @@ public sealed class FakeOvhApi(FakeOvhState state, FakeOvhOptions options, TimeP
         var segments = path.Trim('/').Split('/').Select(Uri.UnescapeDataString).ToArray();
         var method = context.Request.Method;
         var query = context.Request.Query;
+        var faults = state.Faults;
         switch (method, segments)
         {
             case ("GET", ["ip"]):
@@ -228,12 +230,24 @@ public sealed class FakeOvhApi(FakeOvhState state, FakeOvhOptions options, TimeP
                     return;
                 }
 
-                if (state.Faults.Http502AfterPost > 0)
+                if (faults.Http502AfterPost > 0 || faults.Http500AfterPost > 0)
                 {
-                    state.Faults.Http502AfterPost--;
-                    context.Response.StatusCode = 502;
+                    // the move was applied (task created) but the answer is an HTML error: the unknown-outcome case
+                    var code = faults.Http502AfterPost > 0 ? 502 : 500;
+                    if (code == 502)
+                    {
+                        faults.Http502AfterPost--;
+                    }
+                    else
+                    {
+                        faults.Http500AfterPost--;
+                    }
+
+                    context.Response.StatusCode = code;
                     context.Response.ContentType = "text/html";
-                    await context.Response.WriteAsync("<html><body><h1>502 Bad Gateway</h1></body></html>", context.RequestAborted);
+                    await context.Response.WriteAsync(code == 502
+                        ? "<html><body><h1>502 Bad Gateway</h1></body></html>"
+                        : "<html><body><h1>500 Internal Server Error</h1></body></html>", context.RequestAborted);
                     return;
                 }
 

@@ -15,6 +15,9 @@ public sealed class Faults
     /// <summary>The next N POSTs fail with 500 before being processed (the move did not happen).</summary>
     public int Http500OnPost { get; set; }
 
+    /// <summary>The next N POST /move are processed (the task is created) but answered 500: the unknown-outcome case.</summary>
+    public int Http500AfterPost { get; set; }
+
     public int DelayMs { get; set; }
 
     public int DropConnections { get; set; }
