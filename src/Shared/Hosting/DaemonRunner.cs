@@ -36,9 +36,19 @@ public static partial class DaemonRunner
         }
 
         await app.StartAsync();
+        var metrics = app.Services.GetService<MetricsEndpoint>();
+        var metricsPort = metrics?.Listen?.IPEndPoint?.Port;
         foreach (var address in ListenAddress.Bound(app.Services.GetRequiredService<IServer>()))
         {
-            await Console.Out.WriteLineAsync($"{component} listening on {address}");
+            if (metricsPort is null || !Uri.TryCreate(address, UriKind.Absolute, out var uri) || uri.Port != metricsPort)
+            {
+                await Console.Out.WriteLineAsync($"{component} listening on {address}");
+            }
+        }
+
+        if (metrics?.BoundUrl is { } metricsUrl)
+        {
+            await Console.Out.WriteLineAsync($"{component} metrics on {metricsUrl}");
         }
 
         await Console.Out.FlushAsync();
