@@ -2,6 +2,7 @@ using HaMesh.Agent.Actions;
 using HaMesh.Agent.Api;
 using HaMesh.Agent.Drbd;
 using HaMesh.Agent.Lease;
+using HaMesh.Agent.Metrics;
 using HaMesh.Agent.State;
 using HaMesh.Agent.Reporting;
 using HaMesh.Shared.Configuration;
@@ -41,7 +42,8 @@ public static class AgentHostingExtensions
         });
         services.AddGrpcReflection();
         services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false).AddCheck<CoordinatorLinkHealthCheck>("coordinator-link");
-        builder.ConfigureHaMeshKestrel(options.Agent.Listen);
+        services.AddAgentMetrics();
+        builder.ConfigureHaMeshKestrel(options.Agent.Listen, options.Agent.MetricsListen);
         return builder;
     }
 
@@ -51,6 +53,7 @@ public static class AgentHostingExtensions
         app.MapGrpcService<AgentGrpcService>();
         app.MapGrpcReflectionService();
         app.MapGrpcHealthChecksService();
+        app.MapAgentMetrics();
         return app;
     }
 }

@@ -1,5 +1,6 @@
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
+using HaMesh.Agent.Metrics;
 using HaMesh.Agent.Reporting;
 using HaMesh.Agent.State;
 using HaMesh.Protocol.V1;
@@ -23,7 +24,8 @@ public sealed partial class PeerLink(
     GenerationStore generations,
     SelfFence selfFence,
     TimeProvider time,
-    ILogger<PeerLink> logger) : BackgroundService
+    ILogger<PeerLink> logger,
+    AgentMetrics? metrics = null) : BackgroundService
 {
     private readonly HaMeshOptions _options = options.Value;
     private readonly Dictionary<ulong, long> _sentAt = [];
@@ -87,6 +89,11 @@ public sealed partial class PeerLink(
                     new RenewLeaseRequest { Resource = resource, Generation = Math.Max(generation, 1), Requester = _options.Agent.Node, Lease = Duration.FromTimeSpan(lease), Sequence = sequence },
                     deadline: RpcDeadline.In(_options.Cluster.Timings.Heartbeat * 2), cancellationToken: ct);
                 local.MarkPeerContact(resource);
+                if (role == DrbdRole.Primary)
+                {
+                    metrics?.LeaseRenewal(resource, "peer", reply.Granted);
+                }
+
                 if (reply.Granted && role == DrbdRole.Primary)
                 {
                     Extend(resource, sentAt, reply.Grantor);
@@ -114,7 +121,13 @@ public sealed partial class PeerLink(
 
     private void OnCoordinatorMessage(CoordinatorMessage message)
     {
-        if (message.BodyCase != CoordinatorMessage.BodyOneofCase.LeaseGrant || !message.LeaseGrant.Granted)
+        if (message.BodyCase != CoordinatorMessage.BodyOneofCase.LeaseGrant)
+        {
+            return;
+        }
+
+        metrics?.LeaseRenewal(message.LeaseGrant.Resource, "coordinator", message.LeaseGrant.Granted);
+        if (!message.LeaseGrant.Granted)
         {
             return;
         }
@@ -164,7 +177,9 @@ public sealed partial class PeerLink(
 
         local.SetLease(resource, LeaseState.Expired, until, "");
         Log.LeaseExpired(logger, resource);
+        metrics?.LeaseExpired(resource);
         var fenced = await selfFence.RunAsync(resource, ct);
+        metrics?.SelfFenced(resource, fenced);
         local.SetLease(resource, fenced ? LeaseState.SelfFenced : LeaseState.Expired, null, "");
         lock (_lock)
         {

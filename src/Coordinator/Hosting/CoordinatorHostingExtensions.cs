@@ -3,6 +3,7 @@ using HaMesh.Coordinator.Events;
 using HaMesh.Coordinator.Failover;
 using HaMesh.Coordinator.Ovh;
 using HaMesh.Coordinator.Membership;
+using HaMesh.Coordinator.Metrics;
 using HaMesh.Coordinator.Operations;
 using HaMesh.Coordinator.Store;
 using HaMesh.Shared.Configuration;
@@ -49,7 +50,8 @@ public static class CoordinatorHostingExtensions
         });
         services.AddGrpcReflection();
         services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false).AddCheck<ClusterViewHealthCheck>("cluster-view");
-        builder.ConfigureHaMeshKestrel(options.Coordinator.Listen);
+        services.AddCoordinatorMetrics();
+        builder.ConfigureHaMeshKestrel(options.Coordinator.Listen, options.Coordinator.MetricsListen);
         return builder;
     }
 
@@ -74,6 +76,7 @@ public static class CoordinatorHostingExtensions
         app.MapGrpcService<CoordinatorGrpcService>();
         app.MapGrpcReflectionService();
         app.MapGrpcHealthChecksService();
+        app.MapCoordinatorMetrics();
         return app;
     }
 }

@@ -1,4 +1,5 @@
 using HaMesh.Coordinator.Membership;
+using HaMesh.Coordinator.Metrics;
 using HaMesh.Coordinator.Store;
 using HaMesh.Protocol.V1;
 
@@ -10,7 +11,7 @@ namespace HaMesh.Coordinator.Operations;
 /// another node until lease + drift margin after it; the registry records the grant time so the
 /// failover rule can require that much silence after the last grant too.
 /// </summary>
-public sealed class LeaseGrantor(SqliteStore store, NodeRegistry registry)
+public sealed class LeaseGrantor(SqliteStore store, NodeRegistry registry, CoordinatorMetrics? metrics = null)
 {
     public LeaseGrant Decide(string node, LeaseRequest request)
     {
@@ -35,6 +36,7 @@ public sealed class LeaseGrantor(SqliteStore store, NodeRegistry registry)
             grant.Granted = true;
         }
 
+        metrics?.LeaseDecided(node, grant.Granted);
         return grant;
     }
 }

@@ -242,6 +242,8 @@ public static class ConfigValidator
             errors.Add(new($"{key}:Listen", $"'{a.Listen}' must be http:// or https:// URLs with a port, separated by ';'"));
         }
 
+        ValidateMetricsListen(a.MetricsListen, a.Listen, key, errors);
+
         if (!Names.IsValidAbsolutePath(a.StateDirectory))
         {
             errors.Add(new($"{key}:StateDirectory", $"'{a.StateDirectory}' must be an absolute path"));
@@ -284,6 +286,8 @@ public static class ConfigValidator
             errors.Add(new($"{key}:Listen", $"'{c.Listen}' must be an http:// or https:// URL with a port, e.g. http://0.0.0.0:7800"));
         }
 
+        ValidateMetricsListen(c.MetricsListen, c.Listen, key, errors);
+
         if (!Names.IsValidAbsolutePath(c.StorePath))
         {
             errors.Add(new($"{key}:StorePath", $"'{c.StorePath}' must be an absolute path"));
@@ -310,6 +314,27 @@ public static class ConfigValidator
         if (value <= TimeSpan.Zero)
         {
             errors.Add(new(key, $"must be positive (got {Fmt(value)})"));
+        }
+    }
+
+    private static void ValidateMetricsListen(string metrics, string listen, string key, List<ConfigError> errors)
+    {
+        if (string.IsNullOrEmpty(metrics))
+        {
+            return;
+        }
+
+        if (!(Uri.TryCreate(metrics, UriKind.Absolute, out var uri) && uri.Scheme == "http" && !uri.IsDefaultPort && uri.AbsolutePath == "/"))
+        {
+            errors.Add(new($"{key}:MetricsListen", $"'{metrics}' must be a plain http:// URL with a port and no path, e.g. http://0.0.0.0:9700 (Prometheus scrapes /metrics on it)"));
+        }
+        else if (string.IsNullOrEmpty(listen))
+        {
+            errors.Add(new($"{key}:Listen", "must be set when MetricsListen is set (the gRPC and the metrics listeners are bound explicitly)"));
+        }
+        else if (uri.Port != 0 && listen.Split(';').Any(l => Uri.TryCreate(l, UriKind.Absolute, out var u) && u.Port == uri.Port))
+        {
+            errors.Add(new($"{key}:MetricsListen", $"port {uri.Port} is already the gRPC Listen port: metrics need a port of their own (HTTP/1.1, gRPC is HTTP/2 only)"));
         }
     }
 

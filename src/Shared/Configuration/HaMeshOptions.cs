@@ -83,6 +83,9 @@ public sealed class CoordinatorOptions
     public string Address { get; set; } = "";
 
     public string StorePath { get; set; } = "/var/lib/hamesh/coordinator.db";
+
+    /// <summary>Prometheus /metrics over plain HTTP/1.1 on its own port, e.g. http://0.0.0.0:9800; empty = off.</summary>
+    public string MetricsListen { get; set; } = "";
     public OvhOptions Ovh { get; set; } = new();
 }
 
@@ -104,6 +107,10 @@ public sealed class AgentOptions
     public string Listen { get; set; } = "";
 
     public string StateDirectory { get; set; } = "/var/lib/hamesh";
+
+    /// <summary>Prometheus /metrics over plain HTTP/1.1 on its own port, e.g. http://0.0.0.0:9700; empty = off.</summary>
+    public string MetricsListen { get; set; } = "";
+
     public TimeSpan CommandTimeout { get; set; } = TimeSpan.FromSeconds(10);
     public CommandPaths Commands { get; set; } = new();
 

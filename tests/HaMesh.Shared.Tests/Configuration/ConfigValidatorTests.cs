@@ -34,6 +34,35 @@ public sealed class ConfigValidatorTests
     public void Validate_CompleteConfig_NoErrors() => Assert.Empty(Validate(Valid()));
 
     [Fact]
+    public void Validate_MetricsListenOnOwnPorts_NoErrors()
+    {
+        var o = Valid();
+        o.Agent.MetricsListen = "http://0.0.0.0:9700";
+        o.Coordinator.MetricsListen = "http://127.0.0.1:0";
+        Assert.Empty(Validate(o));
+    }
+
+    [Theory]
+    [InlineData("https://0.0.0.0:9700", "plain http://")]
+    [InlineData("http://0.0.0.0", "plain http://")]
+    [InlineData("http://0.0.0.0:9700/metrics", "no path")]
+    [InlineData("http://0.0.0.0:7701", "already the gRPC Listen port")]
+    public void Validate_AgentMetricsListenInvalid_NamesKey(string metrics, string reason)
+    {
+        var o = Valid();
+        o.Agent.MetricsListen = metrics;
+        Assert.Contains(reason, Single(Validate(o, ConfigScope.Agent), "HaMesh:Agent:MetricsListen").Reason);
+    }
+
+    [Fact]
+    public void Validate_CoordinatorMetricsOnGrpcPort_NamesKey()
+    {
+        var o = Valid();
+        o.Coordinator.MetricsListen = "http://0.0.0.0:7800";
+        Assert.Contains("own", Single(Validate(o, ConfigScope.Coordinator), "HaMesh:Coordinator:MetricsListen").Reason);
+    }
+
+    [Fact]
     public void Validate_AgentNodeNotConfigured_NamesAgentNode()
     {
         var o = Valid();
