@@ -19,6 +19,7 @@ public sealed partial class CoordinatorGrpcService(
     SqliteStore store,
     FencingRecorder fencing,
     LeaseGrantor leases,
+    OperatorCommands operatorCommands,
     ILogger<CoordinatorGrpcService> logger) : CoordinatorService.CoordinatorServiceBase
 {
     private const int DefaultEventLimit = 100;
@@ -148,7 +149,8 @@ public sealed partial class CoordinatorGrpcService(
         }
     }
 
-    public override Task<OperationResult> Switchover(SwitchoverRequest request, ServerCallContext context) => throw NotYet("Switchover");
+    public override Task<OperationResult> Switchover(SwitchoverRequest request, ServerCallContext context) =>
+        Task.FromResult(operatorCommands.Switchover(request));
 
     public override Task<OperationResult> SetMaintenance(SetMaintenanceRequest request, ServerCallContext context)
     {
@@ -191,7 +193,8 @@ public sealed partial class CoordinatorGrpcService(
         return fencing.RecordAsync(request, context.CancellationToken);
     }
 
-    public override Task<OperationResult> ForcePromote(ForcePromoteRequest request, ServerCallContext context) => throw NotYet("ForcePromote");
+    public override Task<OperationResult> ForcePromote(ForcePromoteRequest request, ServerCallContext context) =>
+        Task.FromResult(operatorCommands.ForcePromote(request));
 
     private static bool Matches(StoredEvent e, string resource) => string.IsNullOrEmpty(resource) || e.Record.Resource == resource;
 

@@ -105,8 +105,10 @@ public sealed class SqliteStore : IEventLog, IDisposable
     /// Atomically moves <paramref name="resource"/> from <paramref name="expected"/> to expected + 1 with
     /// <paramref name="primaryNode"/> as the intended primary, and records the event in the same
     /// transaction. Returns the new generation once it is durable; throws if the generation moved on.
+    /// When <c>operation</c> is given, the in-flight operation is recorded in the same transaction (with the
+    /// new generation), so a restart always finds it.
     /// </summary>
-    public ulong AdvanceGeneration(string resource, ulong expected, string primaryNode, EventRecord record, bool isFailover)
+    public ulong AdvanceGeneration(string resource, ulong expected, string primaryNode, EventRecord record, bool isFailover, OperationRecord? operation = null)
     {
         ArgumentNullException.ThrowIfNull(record);
         StoredEvent stored;
@@ -127,11 +129,40 @@ public sealed class SqliteStore : IEventLog, IDisposable
                 ON CONFLICT(name) DO UPDATE SET generation = $g, primary_node = $p, last_failover_ms = COALESCE($f, last_failover_ms);
                 """, ("$r", resource), ("$g", (long)next), ("$p", primaryNode), ("$f", isFailover ? now.ToUnixTimeMilliseconds() : null));
             stored = InsertEvent(record with { Generation = next }, now);
+            if (operation is not null)
+            {
+                UpsertOperation(operation with { Generation = next });
+            }
+
             tx.Commit();
         }
 
         Notify();
         return next;
+    }
+
+    /// <summary>
+    /// Names <paramref name="primaryNode"/> the intended primary at the current generation (a switchover, once
+    /// the old primary is demoted), with the event, in one transaction. Throws if the generation moved on.
+    /// </summary>
+    public void SetPrimary(string resource, ulong generation, string primaryNode, EventRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        lock (_lock)
+        {
+            using var tx = _db.BeginTransaction();
+            var current = ReadResource(resource).Generation;
+            if (current != generation)
+            {
+                throw new InvalidOperationException($"generation of '{resource}' is {current}, expected {generation}");
+            }
+
+            Exec(_db, "UPDATE resources SET primary_node = $p WHERE name = $r;", ("$r", resource), ("$p", primaryNode));
+            InsertEvent(record with { Generation = generation }, _time.GetUtcNow());
+            tx.Commit();
+        }
+
+        Notify();
     }
 
     public void SetMaintenance(string resource, bool enabled, EventRecord record)
@@ -190,13 +221,16 @@ public sealed class SqliteStore : IEventLog, IDisposable
         ArgumentNullException.ThrowIfNull(op);
         lock (_lock)
         {
-            Exec(_db, """
-                INSERT INTO operations(id, resource, kind, target, generation, phase, started_ms, state) VALUES ($i, $r, $k, $t, $g, $p, $s, $j)
-                ON CONFLICT(id) DO UPDATE SET phase = $p, state = $j, generation = $g;
-                """, ("$i", op.Id), ("$r", op.Resource), ("$k", op.Kind), ("$t", op.TargetNode), ("$g", (long)op.Generation),
-                ("$p", op.Phase), ("$s", op.StartedAt.ToUnixTimeMilliseconds()), ("$j", op.StateJson));
+            UpsertOperation(op);
         }
     }
+
+    private void UpsertOperation(OperationRecord op) =>
+        Exec(_db, """
+            INSERT INTO operations(id, resource, kind, target, generation, phase, started_ms, state) VALUES ($i, $r, $k, $t, $g, $p, $s, $j)
+            ON CONFLICT(id) DO UPDATE SET phase = $p, state = $j, generation = $g;
+            """, ("$i", op.Id), ("$r", op.Resource), ("$k", op.Kind), ("$t", op.TargetNode), ("$g", (long)op.Generation),
+            ("$p", op.Phase), ("$s", op.StartedAt.ToUnixTimeMilliseconds()), ("$j", op.StateJson));
 
     public void CompleteOperation(string id)
     {
