@@ -244,7 +244,7 @@ public sealed partial class OperationExecutor(
             : $"{plan.From} recorded primary at generation {back}, but its Promote failed ({again.Detail}); the decision loop retries";
     }
 
-    private async Task<bool> FinishAsync(OperationPlan plan, string outcome, string message, EventSeverity severity, Timings clock, bool ok)
+    private Task<bool> FinishAsync(OperationPlan plan, string outcome, string message, EventSeverity severity, Timings clock, bool ok)
     {
         var attributes = Attributes(plan);
         attributes["outcome"] = outcome.ToLowerInvariant();
@@ -254,10 +254,9 @@ public sealed partial class OperationExecutor(
             attributes[k] = v;
         }
 
-        await EventAsync(new EventRecord(plan.Prefix + outcome, message, plan.Resource, plan.To, plan.Generation, severity) { Attributes = attributes });
-        store.CompleteOperation(plan.Id);
+        store.CompleteOperation(plan.Id, new EventRecord(plan.Prefix + outcome, message, plan.Resource, plan.To, plan.Generation, severity) { Attributes = attributes });
         Log.Finished(logger, plan.Resource, plan.Kind, plan.Id, outcome, message);
-        return ok;
+        return Task.FromResult(ok);
     }
 
     // ---------------- restart ----------------

@@ -240,6 +240,23 @@ public sealed class SqliteStore : IEventLog, IDisposable
         }
     }
 
+    /// <summary>Ends the operation and records its terminal event in one transaction (a restart never sees one without the other).</summary>
+    public StoredEvent CompleteOperation(string id, EventRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        StoredEvent stored;
+        lock (_lock)
+        {
+            using var tx = _db.BeginTransaction();
+            Exec(_db, "DELETE FROM operations WHERE id = $i;", ("$i", id));
+            stored = InsertEvent(record, _time.GetUtcNow());
+            tx.Commit();
+        }
+
+        Notify();
+        return stored;
+    }
+
     public IReadOnlyList<OperationRecord> PendingOperations()
     {
         lock (_lock)
