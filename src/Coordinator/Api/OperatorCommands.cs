@@ -77,6 +77,7 @@ public sealed class OperatorCommands(IOptions<HaMeshOptions> options, SqliteStor
             Resource = resource,
             Generation = plan.Generation,
             Accepted = true,
+            EventSequence = plan.StartedEventSequence,
             Message = $"{plan.Kind} {plan.Id}: {(plan.From.Length == 0 ? "" : plan.From + " → ")}{target} started at generation {plan.Generation}",
         };
     }

@@ -148,11 +148,11 @@ public sealed partial class OperationExecutor(
     private OperationPlan Persist(OperationPlan plan, ulong expected, string message, bool isFailover)
     {
         var intendedPrimary = plan.DemoteFirst ? plan.From : plan.To;
-        var generation = store.AdvanceGeneration(plan.Resource, expected, intendedPrimary,
+        var (generation, started) = store.AdvanceGenerationWithEvent(plan.Resource, expected, intendedPrimary,
             new EventRecord(plan.Prefix + "Started", message, plan.Resource, plan.To, Severity: EventSeverity.Critical) { Attributes = Attributes(plan) },
             isFailover, plan.ToRecord(OperationPhases.Started, time.GetUtcNow()));
         Log.Started(logger, plan.Resource, plan.Kind, plan.Id, generation, message);
-        return plan with { Generation = generation };
+        return plan with { Generation = generation, StartedEventSequence = started.Sequence };
     }
 
     // ---------------- the sequence ----------------

@@ -39,6 +39,9 @@ public static class OperationPhases
 /// DemoteFirst: demote From before promoting (switchover; force-promote while the old primary is reachable).
 public sealed record OperationPlan(string Id, string Kind, string Resource, string From, string To, ulong Generation, string Reason, bool Force, bool DemoteFirst)
 {
+    /// <summary>The sequence of the Started event (0 when not known, e.g. after a restart).</summary>
+    public ulong StartedEventSequence { get; init; }
+
     public string Prefix => OperationKinds.EventPrefix(Kind);
 
     public OperationRecord ToRecord(string phase, DateTimeOffset startedAt) =>

@@ -108,7 +108,11 @@ public sealed class SqliteStore : IEventLog, IDisposable
     /// When <c>operation</c> is given, the in-flight operation is recorded in the same transaction (with the
     /// new generation), so a restart always finds it.
     /// </summary>
-    public ulong AdvanceGeneration(string resource, ulong expected, string primaryNode, EventRecord record, bool isFailover, OperationRecord? operation = null)
+    public ulong AdvanceGeneration(string resource, ulong expected, string primaryNode, EventRecord record, bool isFailover, OperationRecord? operation = null) =>
+        AdvanceGenerationWithEvent(resource, expected, primaryNode, record, isFailover, operation).Generation;
+
+    /// <summary><see cref="AdvanceGeneration"/>, also returning the stored event (its sequence lets a client follow the operation).</summary>
+    public (ulong Generation, StoredEvent Event) AdvanceGenerationWithEvent(string resource, ulong expected, string primaryNode, EventRecord record, bool isFailover, OperationRecord? operation = null)
     {
         ArgumentNullException.ThrowIfNull(record);
         StoredEvent stored;
@@ -138,7 +142,7 @@ public sealed class SqliteStore : IEventLog, IDisposable
         }
 
         Notify();
-        return next;
+        return (next, stored);
     }
 
     /// <summary>
