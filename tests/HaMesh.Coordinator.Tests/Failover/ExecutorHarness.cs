@@ -1,3 +1,4 @@
+using System.Threading.Channels;
 using HaMesh.Coordinator.Cloud;
 using HaMesh.Coordinator.Events;
 using HaMesh.Coordinator.Membership;
@@ -49,6 +50,11 @@ internal sealed class ExecutorHarness : IAsyncDisposable
 
     public FakeAgents Agents { get; } = new();
 
+    /// <summary>The coordinator's clock: <see cref="Time"/>, telling the test each timer it creates.</summary>
+    public TimerSignalingTimeProvider Timers => _timers ??= new TimerSignalingTimeProvider(Time);
+
+    private TimerSignalingTimeProvider? _timers;
+
     public HaMeshOptions Options { get; } = TestConfig.TwoNodes();
 
     public CoordinatorTestHost? Host { get; private set; }
@@ -79,6 +85,7 @@ internal sealed class ExecutorHarness : IAsyncDisposable
         var ovhBase = new Uri(_ovhApp.Urls.First() + "/1.0");
         Host = await CoordinatorTestHost.StartAsync(Options, Time, services =>
         {
+            services.AddSingleton<TimeProvider>(Timers);
             services.AddSingleton<IAgentCommands>(Agents);
             services.AddSingleton<ICloudIpProvider>(sp => new OvhCloudIpProvider(
                 new OvhClient(_http, ovhBase, new OvhCredentials("ak", "as", "ck"), Time, sp.GetRequiredService<IEventSink>(), () => 0.5),
@@ -153,6 +160,37 @@ internal sealed class ExecutorHarness : IAsyncDisposable
         foreach (var suffix in new[] { "", "-wal", "-shm" })
         {
             File.Delete(_storePath + suffix);
+        }
+    }
+}
+
+/// <summary>A <see cref="FakeTimeProvider"/> that reports every timer created (after creating it), so a test advances time only once the code waits.</summary>
+internal sealed class TimerSignalingTimeProvider(FakeTimeProvider inner) : TimeProvider
+{
+    private readonly Channel<TimeSpan> _created = Channel.CreateUnbounded<TimeSpan>();
+
+    public override DateTimeOffset GetUtcNow() => inner.GetUtcNow();
+
+    public override long GetTimestamp() => inner.GetTimestamp();
+
+    public override long TimestampFrequency => inner.TimestampFrequency;
+
+    public override TimeZoneInfo LocalTimeZone => inner.LocalTimeZone;
+
+    public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+    {
+        var timer = inner.CreateTimer(callback, state, dueTime, period);
+        _created.Writer.TryWrite(dueTime);
+        return timer;
+    }
+
+    /// <summary>Completes once a timer with <paramref name="dueTime"/> exists (others are skipped).</summary>
+    public async Task WaitForTimerAsync(TimeSpan dueTime, CancellationToken ct)
+    {
+        using var guard = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        guard.CancelAfter(TimeSpan.FromSeconds(30));
+        while (await _created.Reader.ReadAsync(guard.Token) != dueTime)
+        {
         }
     }
 }

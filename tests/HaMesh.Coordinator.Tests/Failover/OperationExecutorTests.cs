@@ -27,6 +27,7 @@ public sealed class OperationExecutorTests
 
         Assert.True(result.Accepted);
         Assert.Equal(2UL, result.Generation);
+        Assert.Equal("SwitchoverStarted", h.Host.Get<IEventLog>().List(result.EventSequence - 1, 1).Single().Record.Kind);
         Assert.Equal("SwitchoverCompleted", done.Record.Kind);
         Assert.Equal(["Demote a@2", "Promote b@2"], h.Agents.Calls);
         Assert.Equal(1, h.Posts);
@@ -41,6 +42,31 @@ public sealed class OperationExecutorTests
         {
             Assert.True(done.Record.Attributes.ContainsKey(timing), timing);
         }
+    }
+
+    [Fact]
+    public async Task Switchover_RoutedButNothingAnswersThroughIp_RetriedThenRoutedUnverifiedNotCompleted()
+    {
+        await using var h = await ReadyAsync();
+        h.Agents.RoutedNode = _ => null; // OVH routes the IP, but no agent answers through it
+        var pause = h.Options.Cluster.Timings.Heartbeat * 4;
+
+        var result = await h.Host!.Client.SwitchoverAsync(new SwitchoverRequest { Resource = "db", Generation = 1, TargetNode = "b" }, cancellationToken: Ct);
+        for (var attempt = 1; attempt < OperationExecutor.VerifyAttempts; attempt++)
+        {
+            await h.Timers.WaitForTimerAsync(pause, Ct);
+            h.Time.Advance(pause);
+        }
+
+        var done = await h.WaitForTerminalAsync(result.OperationId, Ct);
+
+        Assert.Equal("SwitchoverRoutedUnverified", done.Record.Kind);
+        Assert.Equal(EventSeverity.Critical, done.Record.Severity);
+        Assert.Equal("routedunverified", done.Record.Attributes["outcome"]);
+        var unreachable = Assert.Single(h.Host.Get<IEventLog>().List(0), e => e.Record.Kind == "IpRoutedButUnreachable");
+        Assert.Contains($"{OperationExecutor.VerifyAttempts} end-to-end checks failed", unreachable.Record.Message);
+        Assert.DoesNotContain(h.Host.Get<IEventLog>().List(0), e => e.Record.Kind == "SwitchoverCompleted");
+        Assert.Equal(1, h.Posts);
     }
 
     [Fact]
@@ -82,7 +108,7 @@ public sealed class OperationExecutorTests
 
     [Theory]
     [InlineData("disk", "not UpToDate")]
-    [InlineData("standalone", "not connected to its DRBD peer")]
+    [InlineData("disconnected", "not connected to its DRBD peer (Connecting)")]
     [InlineData("outdated", "recorded outdated at generation 1")]
     [InlineData("maintenance", "maintenance off db")]
     [InlineData("primary", "already the primary")]
@@ -97,8 +123,8 @@ public sealed class OperationExecutorTests
             case "disk":
                 h.Agents.Nodes["b"].Disk = DiskState.Inconsistent;
                 break;
-            case "standalone":
-                h.Agents.Nodes["b"].Connection = ConnectionState.StandAlone;
+            case "disconnected":
+                h.Agents.Nodes["b"].Connection = ConnectionState.Connecting;
                 break;
             case "outdated":
                 h.Store.MarkOutdated("db", "b", 1, new EventRecord("PeerOutdated", "test", "db", "b"));
