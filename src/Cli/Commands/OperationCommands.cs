@@ -14,50 +14,21 @@ public static class OperationCommands
 {
     public static Command Switchover(CoordinatorTarget target, TextWriter stdout, TextWriter stderr)
     {
-        var resource = new Argument<string>("resource") { Description = "Resource name" };
-        var to = new Option<string>("--to") { Description = "The node to make primary (connected and UpToDate)", Required = true };
-        var reason = new Option<string?>("--reason") { Description = "Why (recorded in the event log)" };
-        var noWait = new Option<bool>("--no-wait") { Description = "Return once the coordinator accepted the switchover" };
-        var wait = WaitOption();
         var command = new Command("switchover", "Planned move of the primary role (zero data loss): demote the primary, promote the target, move the failover IP");
-        command.Arguments.Add(resource);
-        command.Options.Add(to);
-        command.Options.Add(reason);
-        command.Options.Add(noWait);
-        command.Options.Add(wait);
-        command.SetAction((parse, ct) => target.CallAsync(parse, stderr, async client =>
-        {
-            var name = parse.GetValue(resource)!;
-            var generation = await target.CurrentGenerationAsync(client, parse, name, ct);
-            var result = await client.SwitchoverAsync(new SwitchoverRequest
-            {
-                Resource = name,
-                Generation = generation,
-                TargetNode = parse.GetValue(to)!,
-                Reason = parse.GetValue(reason) ?? "",
-            }, deadline: RpcDeadline.In(target.Timeout(parse)), cancellationToken: ct);
-            return await ReportAsync(client, result, parse.GetValue(noWait), parse.GetValue(wait), stdout, ct);
-        }));
+        var move = new MoveArguments(command, "The node to make primary (connected and UpToDate)");
+        command.SetAction((parse, ct) => move.RunAsync(target, parse, stdout, stderr, (client, name, generation, deadline) =>
+            client.SwitchoverAsync(new SwitchoverRequest { Resource = name, Generation = generation, TargetNode = parse.GetValue(move.To)!, Reason = parse.GetValue(move.Reason) ?? "" }, deadline: deadline, cancellationToken: ct).ResponseAsync, ct));
         return command;
     }
 
     public static Command Promote(CoordinatorTarget target, TextWriter stdout, TextWriter stderr)
     {
-        var resource = new Argument<string>("resource") { Description = "Resource name" };
-        var to = new Option<string>("--to") { Description = "The node to make primary, whatever its data", Required = true };
+        var command = new Command("promote", "Force a node to become primary (coordinator-side audit, generation-fenced, moves the failover IP). May lose data.");
+        var move = new MoveArguments(command, "The node to make primary, whatever its data");
         var force = new Option<bool>("--force") { Description = "Required: this is the manual, last-resort promotion" };
         var acknowledge = new Option<bool>("--i-understand-data-loss") { Description = "Required: the node may lack writes that clients saw acknowledged" };
-        var reason = new Option<string?>("--reason") { Description = "Why (recorded in the event log)" };
-        var noWait = new Option<bool>("--no-wait") { Description = "Return once the coordinator accepted the promotion" };
-        var wait = WaitOption();
-        var command = new Command("promote", "Force a node to become primary (coordinator-side audit, generation-fenced, moves the failover IP). May lose data.");
-        command.Arguments.Add(resource);
-        command.Options.Add(to);
         command.Options.Add(force);
         command.Options.Add(acknowledge);
-        command.Options.Add(reason);
-        command.Options.Add(noWait);
-        command.Options.Add(wait);
         command.SetAction(async (parse, ct) =>
         {
             if (!parse.GetValue(force))
@@ -72,26 +43,43 @@ public static class OperationCommands
                 return CliApp.Usage;
             }
 
-            return await target.CallAsync(parse, stderr, async client =>
-            {
-                var name = parse.GetValue(resource)!;
-                var generation = await target.CurrentGenerationAsync(client, parse, name, ct);
-                var result = await client.ForcePromoteAsync(new ForcePromoteRequest
-                {
-                    Resource = name,
-                    Generation = generation,
-                    Node = parse.GetValue(to)!,
-                    IUnderstandDataLoss = true,
-                    Reason = parse.GetValue(reason) ?? "",
-                }, deadline: RpcDeadline.In(target.Timeout(parse)), cancellationToken: ct);
-                return await ReportAsync(client, result, parse.GetValue(noWait), parse.GetValue(wait), stdout, ct);
-            });
+            return await move.RunAsync(target, parse, stdout, stderr, (client, name, generation, deadline) =>
+                client.ForcePromoteAsync(new ForcePromoteRequest { Resource = name, Generation = generation, Node = parse.GetValue(move.To)!, IUnderstandDataLoss = true, Reason = parse.GetValue(move.Reason) ?? "" }, deadline: deadline, cancellationToken: ct).ResponseAsync, ct);
         });
         return command;
     }
 
-    private static Option<double> WaitOption() =>
-        new("--wait-timeout") { Description = "How long to follow the operation, in seconds (the OVH move alone may take minutes)", DefaultValueFactory = _ => 900 };
+    /// <summary>The arguments both commands share, and their common run: current generation → call → follow.</summary>
+    private sealed class MoveArguments
+    {
+        private readonly Argument<string> _resource = new("resource") { Description = "Resource name" };
+        private readonly Option<bool> _noWait = new("--no-wait") { Description = "Return once the coordinator accepted the operation" };
+        private readonly Option<double> _wait = new("--wait-timeout") { Description = "How long to follow the operation, in seconds (the OVH move alone may take minutes)", DefaultValueFactory = _ => 900 };
+
+        public MoveArguments(Command command, string toDescription)
+        {
+            To = new Option<string>("--to") { Description = toDescription, Required = true };
+            command.Arguments.Add(_resource);
+            command.Options.Add(To);
+            command.Options.Add(Reason);
+            command.Options.Add(_noWait);
+            command.Options.Add(_wait);
+        }
+
+        public Option<string> To { get; }
+
+        public Option<string?> Reason { get; } = new("--reason") { Description = "Why (recorded in the event log)" };
+
+        public Task<int> RunAsync(CoordinatorTarget target, ParseResult parse, TextWriter stdout, TextWriter stderr,
+            Func<CoordinatorService.CoordinatorServiceClient, string, ulong, DateTime, Task<OperationResult>> call, CancellationToken ct) =>
+            target.CallAsync(parse, stderr, async client =>
+            {
+                var name = parse.GetValue(_resource)!;
+                var generation = await target.CurrentGenerationAsync(client, parse, name, ct);
+                var result = await call(client, name, generation, RpcDeadline.In(target.Timeout(parse)));
+                return await ReportAsync(client, result, parse.GetValue(_noWait), parse.GetValue(_wait), stdout, ct);
+            });
+    }
 
     /// <summary>Prints the accepted operation, then its events until the terminal one.</summary>
     private static async Task<int> ReportAsync(CoordinatorService.CoordinatorServiceClient client, OperationResult result, bool noWait, double waitSeconds, TextWriter stdout, CancellationToken ct)

@@ -72,41 +72,31 @@ internal sealed class FakeAgents : IAgentCommands
         return Task.FromResult(Report(node));
     }
 
-    public Task<ActionResult> PromoteAsync(string node, PromoteRequest request, CancellationToken cancellationToken)
+    public Task<ActionResult> PromoteAsync(string node, PromoteRequest request, CancellationToken cancellationToken) =>
+        Act(node, $"Promote {node}@{request.Generation}{(request.Force ? "!" : "")}", request.Generation, DrbdRole.Primary, n => n.FailPromote,
+            "step drbd-primary failed: 'drbdadm primary r0' exited 11: State change failed", "drbd-primary=Done, mount=Done");
+
+    public Task<ActionResult> DemoteAsync(string node, DemoteRequest request, CancellationToken cancellationToken) =>
+        Act(node, $"Demote {node}@{request.Generation}{(request.DiscardMyData ? " discard" : "")}", request.Generation, DrbdRole.Secondary, n => n.FailDemote,
+            "step umount failed: 'umount /srv/db' exited 32: target is busy", "service:postgresql.service=Done, umount=Done, drbd-secondary=Done");
+
+    /// <summary>Like the real agent: the generation is persisted before acting (even when the action then fails); a lower one is refused.</summary>
+    private Task<ActionResult> Act(string node, string call, ulong generation, DrbdRole role, Func<Node, bool> fails, string failure, string success)
     {
-        Calls.Enqueue($"Promote {node}@{request.Generation}{(request.Force ? "!" : "")}");
+        Calls.Enqueue(call);
         ThrowIfDown(node);
         lock (_lock)
         {
             var n = Nodes[node];
-            RefuseStale(n, request.Generation);
-            n.Generation = request.Generation;
-            if (n.FailPromote)
+            RefuseStale(n, generation);
+            n.Generation = generation;
+            if (fails(n))
             {
-                return Task.FromResult(new ActionResult { Success = false, Message = "step drbd-primary failed: 'drbdadm primary r0' exited 11: State change failed" });
+                return Task.FromResult(new ActionResult { Success = false, Message = failure });
             }
 
-            n.Role = DrbdRole.Primary;
-            return Task.FromResult(new ActionResult { Success = true, Message = "drbd-primary=Done, mount=Done" });
-        }
-    }
-
-    public Task<ActionResult> DemoteAsync(string node, DemoteRequest request, CancellationToken cancellationToken)
-    {
-        Calls.Enqueue($"Demote {node}@{request.Generation}{(request.DiscardMyData ? " discard" : "")}");
-        ThrowIfDown(node);
-        lock (_lock)
-        {
-            var n = Nodes[node];
-            RefuseStale(n, request.Generation);
-            n.Generation = request.Generation;
-            if (n.FailDemote)
-            {
-                return Task.FromResult(new ActionResult { Success = false, Message = "step umount failed: 'umount /srv/db' exited 32: target is busy" });
-            }
-
-            n.Role = DrbdRole.Secondary;
-            return Task.FromResult(new ActionResult { Success = true, Message = "service:postgresql.service=Done, umount=Done, drbd-secondary=Done" });
+            n.Role = role;
+            return Task.FromResult(new ActionResult { Success = true, Message = success });
         }
     }
 
