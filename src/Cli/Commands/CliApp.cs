@@ -20,7 +20,7 @@ public static class CliApp
         var coordinator = new Option<string?>("--coordinator") { Description = "Coordinator URL (default: $HAMESH_COORDINATOR, else Coordinator:Address from --config)", Recursive = true };
         var config = new Option<string?>("--config") { Description = $"Cluster file (default: ${ConfigLoader.PathVariable} or {ConfigLoader.DefaultPath})", Recursive = true };
         var timeout = new Option<double>("--timeout") { Description = "Call deadline in seconds", DefaultValueFactory = _ => 5, Recursive = true };
-        var root = new RootCommand("hameshctl: operate a HaMesh cluster (status, events, IP routing, configuration)");
+        var root = new RootCommand("hameshctl: operate a HaMesh cluster (status, events, switchover, maintenance, force-promote, configuration)");
         root.Options.Add(coordinator);
         root.Options.Add(config);
         root.Options.Add(timeout);
@@ -30,6 +30,8 @@ public static class CliApp
         root.Subcommands.Add(EventsCommand.Create(target, stdout, stderr));
         root.Subcommands.Add(MaintenanceCommand.Create(target, stdout, stderr));
         root.Subcommands.Add(IpCommand.Create(target, stdout, stderr));
+        root.Subcommands.Add(OperationCommands.Switchover(target, stdout, stderr));
+        root.Subcommands.Add(OperationCommands.Promote(target, stdout, stderr));
         root.Subcommands.Add(ConfigCommand.Create(stdout, stderr));
 
         var parse = root.Parse(args);

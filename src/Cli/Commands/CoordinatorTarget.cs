@@ -33,6 +33,14 @@ public sealed class CoordinatorTarget(Option<string?> coordinator, Option<string
             : (loaded.Options.Coordinator.Address, null);
     }
 
+    /// <summary>The generation the coordinator shows now for <paramref name="resource"/> (0 when it has none): operator commands act on it, and a stale one is refused.</summary>
+    public async Task<ulong> CurrentGenerationAsync(CoordinatorService.CoordinatorServiceClient client, ParseResult parse, string resource, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        var status = await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: RpcDeadline.In(Timeout(parse)), cancellationToken: ct);
+        return status.Resources.FirstOrDefault(r => r.Resource == resource)?.Generation ?? 0;
+    }
+
     public TimeSpan Timeout(ParseResult parse) => TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(timeout), 0.1, 600));
 
     /// <summary>

@@ -20,9 +20,7 @@ public static class MaintenanceCommand
         command.SetAction((parse, ct) => target.CallAsync(parse, stderr, async client =>
         {
             var name = parse.GetValue(resource)!;
-            // the command acts on the generation the operator's view shows now (a stale view is refused)
-            var status = await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: RpcDeadline.In(target.Timeout(parse)), cancellationToken: ct);
-            var generation = status.Resources.FirstOrDefault(r => r.Resource == name)?.Generation ?? 0;
+            var generation = await target.CurrentGenerationAsync(client, parse, name, ct);
             var result = await client.SetMaintenanceAsync(new SetMaintenanceRequest
             {
                 Resource = name,

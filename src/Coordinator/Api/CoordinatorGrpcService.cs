@@ -20,6 +20,7 @@ public sealed partial class CoordinatorGrpcService(
     FencingRecorder fencing,
     LeaseGrantor leases,
     IpClaims claims,
+    OperatorCommands operatorCommands,
     ILogger<CoordinatorGrpcService> logger) : CoordinatorService.CoordinatorServiceBase
 {
     private const int DefaultEventLimit = 100;
@@ -149,7 +150,8 @@ public sealed partial class CoordinatorGrpcService(
         }
     }
 
-    public override Task<OperationResult> Switchover(SwitchoverRequest request, ServerCallContext context) => throw NotYet("Switchover");
+    public override Task<OperationResult> Switchover(SwitchoverRequest request, ServerCallContext context) =>
+        Task.FromResult(operatorCommands.Switchover(request));
 
     public override Task<OperationResult> SetMaintenance(SetMaintenanceRequest request, ServerCallContext context)
     {
@@ -219,7 +221,8 @@ public sealed partial class CoordinatorGrpcService(
         return fencing.RecordAsync(request, context.CancellationToken);
     }
 
-    public override Task<OperationResult> ForcePromote(ForcePromoteRequest request, ServerCallContext context) => throw NotYet("ForcePromote");
+    public override Task<OperationResult> ForcePromote(ForcePromoteRequest request, ServerCallContext context) =>
+        Task.FromResult(operatorCommands.ForcePromote(request));
 
     private static bool Matches(StoredEvent e, string resource) => string.IsNullOrEmpty(resource) || e.Record.Resource == resource;
 

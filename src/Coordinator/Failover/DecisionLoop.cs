@@ -1,12 +1,6 @@
 using System.Collections.Concurrent;
-using System.Globalization;
-using Grpc.Core;
-using HaMesh.Coordinator.Cloud;
 using HaMesh.Coordinator.Events;
-using HaMesh.Coordinator.Membership;
-using HaMesh.Coordinator.Operations;
 using HaMesh.Coordinator.Store;
-using HaMesh.Protocol.V1;
 using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Failover;
 using Microsoft.Extensions.Options;
@@ -14,25 +8,20 @@ using Microsoft.Extensions.Options;
 namespace HaMesh.Coordinator.Failover;
 
 /// <summary>
-/// Every heartbeat: build the view, call the pure <see cref="FailoverPolicy.Decide"/>, and carry out
-/// what it returns, one operation per resource at a time. Failover sequence (design §4): persist
-/// generation g+1 and FailoverStarted → Promote(r, g+1) on the candidate → OVH move workflow →
-/// Ping through the failover IP naming the new primary and generation → FailoverCompleted with
-/// timings. Every failure is an event; a failed operation backs off before the decision is retried.
+/// Every heartbeat: build the view, call the pure <see cref="FailoverPolicy.Decide"/>, and hand what it
+/// returns to the <see cref="OperationExecutor"/>, one operation per resource at a time (the executor's
+/// slots are shared with operator switchovers). On start, operations a previous run left in flight are
+/// resumed or abandoned first. A failed operation backs off before the decision is retried.
 /// </summary>
 public sealed partial class DecisionLoop(
     IOptions<HaMeshOptions> options,
     ClusterViewBuilder views,
     SqliteStore store,
-    IAgentCommands agents,
-    IServiceProvider services,
-    FailoverIpVerifier verifier,
-    IpRoutingCache routes,
+    OperationExecutor executor,
     TimeProvider time,
     ILogger<DecisionLoop> logger) : BackgroundService
 {
     private readonly HaMeshOptions _options = options.Value;
-    private readonly ConcurrentDictionary<string, Task> _inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, (int Failures, long Until)> _backoff = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _lastHold = new(StringComparer.Ordinal);
 
@@ -41,11 +30,12 @@ public sealed partial class DecisionLoop(
 
     private int _decisions;
 
-    /// <summary>Whether an automatic operation is running for <paramref name="resource"/> (operator calls wait for it).</summary>
-    public bool IsBusy(string resource) => _inFlight.ContainsKey(resource);
+    /// <summary>Whether an operation is running for <paramref name="resource"/> (operator calls wait for it).</summary>
+    public bool IsBusy(string resource) => executor.Busy.Contains(resource);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        executor.ResumePending();
         while (!stoppingToken.IsCancellationRequested)
         {
             await TickAsync(stoppingToken);
@@ -59,15 +49,16 @@ public sealed partial class DecisionLoop(
             }
         }
 
-        await Task.WhenAll(_inFlight.Values);
+        await executor.WhenIdleAsync();
     }
 
-    /// <summary>One decision round (tests drive it directly).</summary>
-    public async Task TickAsync(CancellationToken ct)
+    /// <summary>One decision round (tests drive it directly). Returns the operations it started.</summary>
+    public Task<IReadOnlyList<Task<bool>>> TickAsync(CancellationToken ct)
     {
+        _ = ct;
         var detectedAt = time.GetTimestamp();
-        var busy = _inFlight.Keys.ToHashSet(StringComparer.Ordinal);
-        var view = views.Build(busy);
+        var view = views.Build(executor.Busy);
+        var started = new List<Task<bool>>();
         foreach (var decision in FailoverPolicy.Decide(view, views.HaOptions, views.Now))
         {
             if (decision is Decision.Hold hold)
@@ -87,55 +78,45 @@ public sealed partial class DecisionLoop(
                 continue;
             }
 
-            if (!_inFlight.TryAdd(decision.Resource, Task.CompletedTask))
+            if (executor.TryReserve(decision.Resource, decision is Decision.Failover ? OperationKinds.Failover : decision.GetType().Name) is not { } slot)
             {
                 continue;
             }
 
             Interlocked.Increment(ref _decisions);
-            _inFlight[decision.Resource] = Task.Run(() => RunAsync(decision, detectedAt, ct), CancellationToken.None);
+            var task = executor.Launch(slot, c => RunAsync(slot, decision, detectedAt, c));
+            started.Add(task);
+            _ = TrackAsync(decision.Resource, task);
         }
+
+        return Task.FromResult<IReadOnlyList<Task<bool>>>(started);
     }
 
-    private async Task RunAsync(Decision decision, long detectedAt, CancellationToken ct)
+    private async Task TrackAsync(string resource, Task<bool> operation)
     {
-        bool ok;
-        try
+        if (await operation)
         {
-            ok = decision switch
-            {
-                Decision.Adopt a => Adopt(a) && await PromoteAsync(a.Resource, a.Node, 1, "adopted: tell the agent its generation (every step is already done)", ct),
-                Decision.Failover f => await FailoverAsync(f, detectedAt, ct),
-                Decision.EnsurePrimary e => await PromoteAsync(e.Resource, e.Node, e.Generation, e.Reason, ct),
-                Decision.MoveIp m => await MoveIpAsync(m.Resource, m.Node, m.Generation, m.Ip, ct) is not null,
-                Decision.Demote d => await DemoteAsync(d, ct),
-                Decision.ClearOutdated c => ClearOutdated(c),
-                Decision.SplitBrainAlert s => await AlertOnceAsync(s.Resource, "SplitBrain", $"{s.Reason}. Recovery: {s.RecoveryCommands}", s.Victim, ct),
-                Decision.Halt h => await AlertOnceAsync(h.Resource, "Halted", h.Reason, "", ct),
-                _ => true,
-            };
-        }
-        catch (Exception ex) when (ex is RpcException or OperationCanceledException or InvalidOperationException or HttpRequestException)
-        {
-            ok = false;
-            await EventAsync(new EventRecord("OperationFailed", $"{decision.GetType().Name} for {decision.Resource}: {ex.Message}", decision.Resource, Severity: EventSeverity.Critical));
-        }
-        finally
-        {
-            _inFlight.TryRemove(decision.Resource, out _);
+            _backoff.TryRemove(resource, out _);
+            return;
         }
 
-        if (ok)
-        {
-            _backoff.TryRemove(decision.Resource, out _);
-        }
-        else
-        {
-            var failures = _backoff.TryGetValue(decision.Resource, out var b) ? b.Failures + 1 : 1;
-            var delay = TimeSpan.FromSeconds(Math.Min(60, Math.Pow(2, failures - 1)));
-            _backoff[decision.Resource] = (failures, time.GetTimestamp() + (long)(delay.TotalSeconds * time.TimestampFrequency));
-        }
+        var failures = _backoff.TryGetValue(resource, out var b) ? b.Failures + 1 : 1;
+        var delay = TimeSpan.FromSeconds(Math.Min(60, Math.Pow(2, failures - 1)));
+        _backoff[resource] = (failures, time.GetTimestamp() + (long)(delay.TotalSeconds * time.TimestampFrequency));
     }
+
+    private async Task<bool> RunAsync(OperationSlot slot, Decision decision, long detectedAt, CancellationToken ct) => decision switch
+    {
+        Decision.Adopt a => Adopt(a) && (await executor.PromoteStepAsync(a.Resource, a.Node, 1, "adopted: tell the agent its generation (every step is already done)", false, slot.Id, ct)).Ok,
+        Decision.Failover f => await FailoverAsync(slot, f, detectedAt, ct),
+        Decision.EnsurePrimary e => (await executor.PromoteStepAsync(e.Resource, e.Node, e.Generation, e.Reason, false, slot.Id, ct)).Ok,
+        Decision.MoveIp m => (await executor.MoveAndVerifyAsync(m.Resource, m.Node, m.Generation, m.Ip, null, ct)).Kind == MoveResultKind.Verified,
+        Decision.Demote d => await RejoinAsync(slot, d, ct),
+        Decision.ClearOutdated c => ClearOutdated(c),
+        Decision.SplitBrainAlert s => await AlertOnceAsync(s.Resource, "SplitBrain", $"{s.Reason}. Recovery: {ExactCommands(s.Resource, s.RecoveryCommands)}", s.Victim),
+        Decision.Halt h => await AlertOnceAsync(h.Resource, "Halted", h.Reason, ""),
+        _ => true,
+    };
 
     private bool Adopt(Decision.Adopt a)
     {
@@ -144,89 +125,13 @@ public sealed partial class DecisionLoop(
         return generation == 1;
     }
 
-    private async Task<bool> FailoverAsync(Decision.Failover f, long detectedAt, CancellationToken ct)
+    private Task<bool> FailoverAsync(OperationSlot slot, Decision.Failover f, long detectedAt, CancellationToken ct)
     {
         var decidedAt = time.GetTimestamp();
         Log.Decided(logger, f.Resource, "Failover", f.Reason);
-        // Persisted (fsync, WAL synchronous=FULL) before it is used: a restarted coordinator never reuses it.
-        var generation = store.AdvanceGeneration(f.Resource, f.NewGeneration - 1, f.To,
-            new EventRecord("FailoverStarted", $"{f.From} → {f.To}: {f.Reason}", f.Resource, f.To, Severity: EventSeverity.Critical), isFailover: true);
-        if (!await PromoteAsync(f.Resource, f.To, generation, f.Reason, ct))
-        {
-            return false;
-        }
-
-        var promotedAt = time.GetTimestamp();
-        var resource = _options.FindResource(f.Resource)!;
-        var timings = new List<string>();
-        foreach (var ip in resource.FailoverIps)
-        {
-            if (await MoveIpAsync(f.Resource, f.To, generation, ip, ct) is not { } t)
-            {
-                return false;
-            }
-
-            timings.Add(t);
-        }
-
-        string Ms(long at) => time.GetElapsedTime(detectedAt, at).TotalMilliseconds.ToString("0", CultureInfo.InvariantCulture);
-        await EventAsync(new EventRecord("FailoverCompleted",
-            $"{f.To} is primary of {f.Resource} at generation {generation}; decided +{Ms(decidedAt)} ms, promoted +{Ms(promotedAt)} ms, {string.Join("; ", timings)}",
-            f.Resource, f.To, generation, EventSeverity.Warning)
-        {
-            Attributes = new Dictionary<string, string>
-            {
-                ["from"] = f.From,
-                ["decided_ms"] = Ms(decidedAt),
-                ["promoted_ms"] = Ms(promotedAt),
-                ["verified_ms"] = Ms(time.GetTimestamp()),
-            },
-        });
-        return true;
-    }
-
-    private async Task<bool> PromoteAsync(string resource, string node, ulong generation, string reason, CancellationToken ct)
-    {
-        var result = await agents.PromoteAsync(node, new PromoteRequest { Resource = resource, Generation = generation, Reason = reason }, ct);
-        await EventAsync(new EventRecord(result.Success ? "Promoted" : "PromoteFailed", $"{node}: {result.Message}", resource, node, generation, result.Success ? EventSeverity.Info : EventSeverity.Critical));
-        return result.Success;
-    }
-
-    /// <returns>A timing summary when the IP is routed to the node and proven reachable through it; null otherwise.</returns>
-    private async Task<string?> MoveIpAsync(string resource, string node, ulong generation, string ip, CancellationToken ct)
-    {
-        var cloud = services.GetService<ICloudIpProvider>();
-        var serviceName = _options.FindNode(node)?.ServiceName ?? "";
-        if (cloud is null)
-        {
-            await EventAsync(new EventRecord("OvhMoveFailed", $"{ip}: no cloud provider configured", resource, node, generation, EventSeverity.Critical));
-            return null;
-        }
-
-        var start = time.GetTimestamp();
-        MoveOutcome outcome;
-        try
-        {
-            outcome = await cloud.EnsureRoutedAsync(ip, serviceName, ct);
-        }
-        catch (Exception ex) when (ex is InvalidOperationException or Ovh.OvhException)
-        {
-            await EventAsync(new EventRecord("OvhMoveFailed", $"{ip}: {ex.Message}", resource, node, generation, EventSeverity.Critical));
-            return null;
-        }
-
-        if (outcome.Kind is not (MoveOutcomeKind.AlreadyRouted or MoveOutcomeKind.Moved))
-        {
-            return null;
-        }
-
-        var routedAt = time.GetTimestamp();
-        routes.Record(new FailoverIpStatus { Ip = ip, RoutedToNode = node, RoutedToService = serviceName, CheckedAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(time.GetUtcNow()) });
-        var verified = await verifier.VerifyAsync(resource, ip, node, generation, ct);
-        await EventAsync(new EventRecord(verified.Outcome == VerifyOutcome.Verified ? "IpVerified" : "IpRoutedButUnreachable", verified.Detail, resource, node, generation,
-            verified.Outcome == VerifyOutcome.Verified ? EventSeverity.Info : EventSeverity.Warning));
-        return string.Create(CultureInfo.InvariantCulture,
-            $"{ip}: {outcome.Kind} with {outcome.Posts} POST in {time.GetElapsedTime(start, routedAt).TotalMilliseconds:0} ms, end-to-end check {verified.Outcome}");
+        // Persisted (fsync, WAL synchronous=FULL) with the in-flight record before it is used: a restarted coordinator never reuses it.
+        var plan = executor.BeginFailover(slot, f);
+        return executor.RunAsync(plan, detectedAt, decidedAt, ct);
     }
 
     private bool ClearOutdated(Decision.ClearOutdated c)
@@ -236,17 +141,25 @@ public sealed partial class DecisionLoop(
         return true;
     }
 
-    private async Task<bool> DemoteAsync(Decision.Demote d, CancellationToken ct)
+    private async Task<bool> RejoinAsync(OperationSlot slot, Decision.Demote d, CancellationToken ct)
     {
         Log.Decided(logger, d.Resource, "Demote", d.Reason);
-        var result = await agents.DemoteAsync(d.Node, new DemoteRequest { Resource = d.Resource, Generation = d.Generation, Reconnect = true, DiscardMyData = d.DiscardMyData, Reason = d.Reason }, ct);
-        await EventAsync(new EventRecord(result.Success ? "Rejoined" : "DemoteFailed", $"{d.Node}: {d.Reason}; {result.Message}", d.Resource, d.Node, d.Generation, result.Success ? EventSeverity.Warning : EventSeverity.Critical));
-        return result.Success;
+        var result = await executor.DemoteStepAsync(d.Resource, d.Node, d.Generation, reconnect: true, d.DiscardMyData, d.Reason, slot.Id, ct);
+        if (result.Ok)
+        {
+            await store.AppendAsync(new EventRecord("Rejoined", $"{d.Node} rejoined as Secondary at generation {d.Generation}{(d.DiscardMyData ? ", its divergent changes discarded (split-brain policy DiscardOldPrimary)" : "")}", d.Resource, d.Node, d.Generation, EventSeverity.Warning), CancellationToken.None);
+        }
+
+        return result.Ok;
     }
+
+    /// <summary>The policy's recovery commands name the DRBD resource as RES; the event gives the exact ones.</summary>
+    private string ExactCommands(string resource, string commands) =>
+        _options.FindResource(resource) is { } r ? System.Text.RegularExpressions.Regex.Replace(commands, @"\bRES\b", r.DrbdResource) : commands;
 
     private readonly ConcurrentDictionary<string, string> _alerted = new(StringComparer.Ordinal);
 
-    private async Task<bool> AlertOnceAsync(string resource, string kind, string message, string node, CancellationToken ct)
+    private async Task<bool> AlertOnceAsync(string resource, string kind, string message, string node)
     {
         if (_alerted.TryGetValue(resource + kind, out var last) && last == message)
         {
@@ -254,12 +167,9 @@ public sealed partial class DecisionLoop(
         }
 
         _alerted[resource + kind] = message;
-        await EventAsync(new EventRecord(kind, message, resource, node, Severity: EventSeverity.Critical));
-        _ = ct;
+        await store.AppendAsync(new EventRecord(kind, message, resource, node, Severity: EventSeverity.Critical), CancellationToken.None);
         return true;
     }
-
-    private Task<StoredEvent> EventAsync(EventRecord record) => store.AppendAsync(record, CancellationToken.None).AsTask();
 
     private static partial class Log
     {

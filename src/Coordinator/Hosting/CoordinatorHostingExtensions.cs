@@ -35,6 +35,8 @@ public static class CoordinatorHostingExtensions
         services.TryAddSingleton<IAgentCommands, AgentCommandClient>();
         services.AddSingleton<FailoverIpVerifier>();
         services.AddSingleton<ClusterViewBuilder>();
+        services.AddSingleton<OperationExecutor>();
+        services.AddSingleton<OperatorCommands>();
         services.AddSingleton<DecisionLoop>();
         services.AddHostedService(sp => sp.GetRequiredService<DecisionLoop>());
         if (!string.IsNullOrEmpty(options.Coordinator.Ovh.CredentialsFile) || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OVH_APPLICATION_KEY")))

@@ -81,6 +81,24 @@ public sealed class ClusterStatusBuilder(IOptions<HaMeshOptions> options, NodeRe
             Maintenance = record.Maintenance,
         };
         result.OutdatedNodes.AddRange(record.OutdatedNodes.Keys.Order(StringComparer.Ordinal));
+        if (store.PendingOperations().FirstOrDefault(o => o.Resource == resource.Name) is { } op)
+        {
+            result.Operation = new OperationInFlight
+            {
+                OperationId = op.Id,
+                Kind = op.Kind switch
+                {
+                    "failover" => OperationKind.Failover,
+                    "switchover" => OperationKind.Switchover,
+                    "force-promote" => OperationKind.ForcePromote,
+                    _ => OperationKind.Unspecified,
+                },
+                TargetNode = op.TargetNode,
+                Generation = op.Generation,
+                Phase = op.Phase,
+                StartedAt = Timestamp.FromDateTimeOffset(op.StartedAt),
+            };
+        }
         foreach (var ip in resource.FailoverIps)
         {
             result.FailoverIps.Add(routes.Get(ip) ?? new FailoverIpStatus { Ip = ip });

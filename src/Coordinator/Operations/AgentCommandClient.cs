@@ -8,9 +8,12 @@ using Microsoft.Extensions.Options;
 
 namespace HaMesh.Coordinator.Operations;
 
-/// <summary>The coordinator's calls to agents (Promote, Demote, Outdate, Ping), each with a deadline.</summary>
+/// <summary>The coordinator's calls to agents (GetStatus, Promote, Demote, Ping), each with a deadline.</summary>
 public interface IAgentCommands
 {
+    /// <summary>Reads the node's state now (a coordinator resuming an operation after a restart re-reads it instead of trusting its record).</summary>
+    Task<NodeStatus> GetStatusAsync(string node, string resource, CancellationToken cancellationToken);
+
     Task<ActionResult> PromoteAsync(string node, PromoteRequest request, CancellationToken cancellationToken);
 
     Task<ActionResult> DemoteAsync(string node, DemoteRequest request, CancellationToken cancellationToken);
@@ -27,6 +30,9 @@ public sealed class AgentCommandClient(IOptions<HaMeshOptions> options) : IAgent
 {
     private readonly HaMeshOptions _options = options.Value;
     private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
+
+    public Task<NodeStatus> GetStatusAsync(string node, string resource, CancellationToken cancellationToken) =>
+        Client(AddressOf(node)).GetStatusAsync(new GetStatusRequest { Resource = resource }, deadline: RpcDeadline.In(_options.Cluster.Timings.Lease), cancellationToken: cancellationToken).ResponseAsync;
 
     public Task<ActionResult> PromoteAsync(string node, PromoteRequest request, CancellationToken cancellationToken) =>
         Client(AddressOf(node)).PromoteAsync(request, deadline: RpcDeadline.In(ActionDeadline), cancellationToken: cancellationToken).ResponseAsync;

@@ -105,8 +105,14 @@ public sealed class SqliteStore : IEventLog, IDisposable
     /// Atomically moves <paramref name="resource"/> from <paramref name="expected"/> to expected + 1 with
     /// <paramref name="primaryNode"/> as the intended primary, and records the event in the same
     /// transaction. Returns the new generation once it is durable; throws if the generation moved on.
+    /// When <c>operation</c> is given, the in-flight operation is recorded in the same transaction (with the
+    /// new generation), so a restart always finds it.
     /// </summary>
-    public ulong AdvanceGeneration(string resource, ulong expected, string primaryNode, EventRecord record, bool isFailover)
+    public ulong AdvanceGeneration(string resource, ulong expected, string primaryNode, EventRecord record, bool isFailover, OperationRecord? operation = null) =>
+        AdvanceGenerationWithEvent(resource, expected, primaryNode, record, isFailover, operation).Generation;
+
+    /// <summary><see cref="AdvanceGeneration"/>, also returning the stored event (its sequence lets a client follow the operation).</summary>
+    public (ulong Generation, StoredEvent Event) AdvanceGenerationWithEvent(string resource, ulong expected, string primaryNode, EventRecord record, bool isFailover, OperationRecord? operation = null)
     {
         ArgumentNullException.ThrowIfNull(record);
         StoredEvent stored;
@@ -127,11 +133,40 @@ public sealed class SqliteStore : IEventLog, IDisposable
                 ON CONFLICT(name) DO UPDATE SET generation = $g, primary_node = $p, last_failover_ms = COALESCE($f, last_failover_ms);
                 """, ("$r", resource), ("$g", (long)next), ("$p", primaryNode), ("$f", isFailover ? now.ToUnixTimeMilliseconds() : null));
             stored = InsertEvent(record with { Generation = next }, now);
+            if (operation is not null)
+            {
+                UpsertOperation(operation with { Generation = next });
+            }
+
             tx.Commit();
         }
 
         Notify();
-        return next;
+        return (next, stored);
+    }
+
+    /// <summary>
+    /// Names <paramref name="primaryNode"/> the intended primary at the current generation (a switchover, once
+    /// the old primary is demoted), with the event, in one transaction. Throws if the generation moved on.
+    /// </summary>
+    public void SetPrimary(string resource, ulong generation, string primaryNode, EventRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        lock (_lock)
+        {
+            using var tx = _db.BeginTransaction();
+            var current = ReadResource(resource).Generation;
+            if (current != generation)
+            {
+                throw new InvalidOperationException($"generation of '{resource}' is {current}, expected {generation}");
+            }
+
+            Exec(_db, "UPDATE resources SET primary_node = $p WHERE name = $r;", ("$r", resource), ("$p", primaryNode));
+            InsertEvent(record with { Generation = generation }, _time.GetUtcNow());
+            tx.Commit();
+        }
+
+        Notify();
     }
 
     public void SetMaintenance(string resource, bool enabled, EventRecord record)
@@ -190,13 +225,16 @@ public sealed class SqliteStore : IEventLog, IDisposable
         ArgumentNullException.ThrowIfNull(op);
         lock (_lock)
         {
-            Exec(_db, """
-                INSERT INTO operations(id, resource, kind, target, generation, phase, started_ms, state) VALUES ($i, $r, $k, $t, $g, $p, $s, $j)
-                ON CONFLICT(id) DO UPDATE SET phase = $p, state = $j, generation = $g;
-                """, ("$i", op.Id), ("$r", op.Resource), ("$k", op.Kind), ("$t", op.TargetNode), ("$g", (long)op.Generation),
-                ("$p", op.Phase), ("$s", op.StartedAt.ToUnixTimeMilliseconds()), ("$j", op.StateJson));
+            UpsertOperation(op);
         }
     }
+
+    private void UpsertOperation(OperationRecord op) =>
+        Exec(_db, """
+            INSERT INTO operations(id, resource, kind, target, generation, phase, started_ms, state) VALUES ($i, $r, $k, $t, $g, $p, $s, $j)
+            ON CONFLICT(id) DO UPDATE SET phase = $p, state = $j, generation = $g;
+            """, ("$i", op.Id), ("$r", op.Resource), ("$k", op.Kind), ("$t", op.TargetNode), ("$g", (long)op.Generation),
+            ("$p", op.Phase), ("$s", op.StartedAt.ToUnixTimeMilliseconds()), ("$j", op.StateJson));
 
     public void CompleteOperation(string id)
     {
@@ -204,6 +242,23 @@ public sealed class SqliteStore : IEventLog, IDisposable
         {
             Exec(_db, "DELETE FROM operations WHERE id = $i;", ("$i", id));
         }
+    }
+
+    /// <summary>Ends the operation and records its terminal event in one transaction (a restart never sees one without the other).</summary>
+    public StoredEvent CompleteOperation(string id, EventRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        StoredEvent stored;
+        lock (_lock)
+        {
+            using var tx = _db.BeginTransaction();
+            Exec(_db, "DELETE FROM operations WHERE id = $i;", ("$i", id));
+            stored = InsertEvent(record, _time.GetUtcNow());
+            tx.Commit();
+        }
+
+        Notify();
+        return stored;
     }
 
     public IReadOnlyList<OperationRecord> PendingOperations()

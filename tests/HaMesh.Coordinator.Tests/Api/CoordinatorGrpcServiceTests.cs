@@ -151,13 +151,4 @@ public sealed class CoordinatorGrpcServiceTests
         Assert.Equal(StatusCode.InvalidArgument, ex.StatusCode);
         Assert.StartsWith("limit:", ex.Status.Detail, StringComparison.Ordinal);
     }
-
-    [Fact]
-    public async Task Switchover_NotYetAvailable_UnimplementedWithMessage()
-    {
-        await using var host = await CoordinatorTestHost.StartAsync(TestConfig.TwoNodes());
-        var ex = await Assert.ThrowsAsync<RpcException>(() => host.Client.SwitchoverAsync(new SwitchoverRequest { Resource = "db", Generation = 1, TargetNode = "b" }, cancellationToken: TestContext.Current.CancellationToken).ResponseAsync);
-        Assert.Equal(StatusCode.Unimplemented, ex.StatusCode);
-        Assert.Contains("Switchover", ex.Status.Detail);
-    }
 }

@@ -1,0 +1,134 @@
+using System.Collections.Concurrent;
+using Grpc.Core;
+using HaMesh.Coordinator.Operations;
+using HaMesh.Protocol.V1;
+
+namespace HaMesh.Coordinator.Tests.Failover;
+
+/// <summary>
+/// In-memory agents behind <see cref="IAgentCommands"/>: each node has a DRBD role, disk and generation;
+/// Promote/Demote change them (refusing a stale generation like the real agent); Ping through the failover
+/// IP is answered by whichever node <see cref="RoutedNode"/> says OVH routes the IP to.
+/// </summary>
+internal sealed class FakeAgents : IAgentCommands
+{
+    private readonly Lock _lock = new();
+
+    public sealed class Node
+    {
+        public DrbdRole Role { get; set; } = DrbdRole.Secondary;
+
+        public DiskState Disk { get; set; } = DiskState.UpToDate;
+
+        public ConnectionState Connection { get; set; } = ConnectionState.Connected;
+
+        public ulong Generation { get; set; }
+
+        public bool Down { get; set; }
+
+        public bool FailPromote { get; set; }
+
+        public bool FailDemote { get; set; }
+    }
+
+    public Dictionary<string, Node> Nodes { get; } = new(StringComparer.Ordinal) { ["a"] = new(), ["b"] = new() };
+
+    /// <summary>Every state-changing call in order, e.g. "Demote a@2", "Promote b@2!" (forced).</summary>
+    public ConcurrentQueue<string> Calls { get; } = new();
+
+    /// <summary>Which node the failover IP reaches now (null: nothing answers).</summary>
+    public Func<string, string?> RoutedNode { get; set; } = _ => null;
+
+    public NodeStatus Report(string node)
+    {
+        lock (_lock)
+        {
+            var n = Nodes[node];
+            var peer = Nodes.First(kv => kv.Key != node);
+            return new NodeStatus
+            {
+                Node = node,
+                Resources =
+                {
+                    new ResourceStatus
+                    {
+                        Resource = "db",
+                        Generation = n.Generation,
+                        Drbd = new DrbdResourceStatus
+                        {
+                            Name = "r0", Present = true, Role = n.Role, DiskState = n.Disk,
+                            Peers = { new PeerConnectionStatus { PeerName = peer.Key, ConnectionState = n.Connection, PeerRole = n.Connection == ConnectionState.Connected ? peer.Value.Role : DrbdRole.Unknown } },
+                        },
+                        PeerContactAge = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(n.Connection == ConnectionState.Connected ? TimeSpan.Zero : TimeSpan.FromMinutes(1)),
+                    },
+                },
+            };
+        }
+    }
+
+    public Task<NodeStatus> GetStatusAsync(string node, string resource, CancellationToken cancellationToken)
+    {
+        ThrowIfDown(node);
+        return Task.FromResult(Report(node));
+    }
+
+    public Task<ActionResult> PromoteAsync(string node, PromoteRequest request, CancellationToken cancellationToken) =>
+        Act(node, $"Promote {node}@{request.Generation}{(request.Force ? "!" : "")}", request.Generation, DrbdRole.Primary, n => n.FailPromote,
+            "step drbd-primary failed: 'drbdadm primary r0' exited 11: State change failed", "drbd-primary=Done, mount=Done");
+
+    public Task<ActionResult> DemoteAsync(string node, DemoteRequest request, CancellationToken cancellationToken) =>
+        Act(node, $"Demote {node}@{request.Generation}{(request.DiscardMyData ? " discard" : "")}", request.Generation, DrbdRole.Secondary, n => n.FailDemote,
+            "step umount failed: 'umount /srv/db' exited 32: target is busy", "service:postgresql.service=Done, umount=Done, drbd-secondary=Done");
+
+    /// <summary>Like the real agent: the generation is persisted before acting (even when the action then fails); a lower one is refused.</summary>
+    private Task<ActionResult> Act(string node, string call, ulong generation, DrbdRole role, Func<Node, bool> fails, string failure, string success)
+    {
+        Calls.Enqueue(call);
+        ThrowIfDown(node);
+        lock (_lock)
+        {
+            var n = Nodes[node];
+            RefuseStale(n, generation);
+            n.Generation = generation;
+            if (fails(n))
+            {
+                return Task.FromResult(new ActionResult { Success = false, Message = failure });
+            }
+
+            n.Role = role;
+            return Task.FromResult(new ActionResult { Success = true, Message = success });
+        }
+    }
+
+    public Task<PingResponse> PingAsync(string address, string nonce, CancellationToken cancellationToken)
+    {
+        var host = new Uri(address).Host;
+        var node = RoutedNode(host + "/32");
+        if (node is null || Nodes[node].Down)
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, $"nothing answers on {address}"));
+        }
+
+        lock (_lock)
+        {
+            var n = Nodes[node];
+            return Task.FromResult(new PingResponse { Node = node, Nonce = nonce, Resources = { new PingResource { Resource = "db", Generation = n.Generation, Role = n.Role } } });
+        }
+    }
+
+    private void ThrowIfDown(string node)
+    {
+        if (Nodes[node].Down)
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, $"{node} is down"));
+        }
+    }
+
+    private static void RefuseStale(Node n, ulong generation)
+    {
+        if (generation < n.Generation)
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, $"generation: stale generation {generation} < {n.Generation}"));
+        }
+    }
+}
