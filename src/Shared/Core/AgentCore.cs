@@ -40,7 +40,8 @@ public sealed class AgentCore
     /// lease request sequence numbers embed it so a grant for a request of an earlier run never matches a new one.</param>
     /// <param name="drbdIsPrimary">Whether DRBD is Primary at start (the agent restarted under a running resource).</param>
     /// <param name="now">The host's monotonic clock at start.</param>
-    public AgentCore(string node, string resource, IReadOnlyList<string> peers, CoreTimings timings, ulong persistedGeneration, ulong incarnation, bool drbdIsPrimary, MonoTime now)
+    /// <param name="knownLeaseUntil">Only for a cluster's bootstrap (and tests): a lease the Primary is known to hold until then.</param>
+    public AgentCore(string node, string resource, IReadOnlyList<string> peers, CoreTimings timings, ulong persistedGeneration, ulong incarnation, bool drbdIsPrimary, MonoTime now, MonoTime? knownLeaseUntil = null)
     {
         ArgumentNullException.ThrowIfNull(peers);
         ArgumentNullException.ThrowIfNull(timings);
@@ -56,7 +57,7 @@ public sealed class AgentCore
         // A Primary at start holds no lease: the wake below self-fences it unless a renewal sent now is granted.
         // Its lease is treated as having ended at start, so it may be Primary for at most the self-fence deadline.
         Phase = drbdIsPrimary ? AgentPhase.Primary : AgentPhase.Secondary;
-        LeaseUntil = drbdIsPrimary ? now : null;
+        LeaseUntil = drbdIsPrimary ? knownLeaseUntil ?? now : null;
     }
 
     public string Node { get; }

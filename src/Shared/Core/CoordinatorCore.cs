@@ -20,6 +20,7 @@ public sealed class CoordinatorCore
     private readonly Dictionary<string, MonoTime> _lastFailover = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Running> _running = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _lastHold = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _lastAlert = new(StringComparer.Ordinal);
     private readonly Dictionary<(string Resource, string Node), MonoTime> _demoteSentAt = [];
     private readonly MonoTime _startedAt;
     private ulong _viewVersion;
@@ -72,12 +73,13 @@ public sealed class CoordinatorCore
         n.Resources[resource] = facts;
         var fx = new List<CoordinatorEffect>();
 
-        // The outdated mark clears once the node is connected again and UpToDate (resynced).
-        if (rec.Outdated.ContainsKey(node) && facts is { Disk: Protocol.V1.DiskState.UpToDate, PeerConnection: Protocol.V1.ConnectionState.Connected })
+        // The outdated mark clears once the node is connected to the Primary again and UpToDate (resynced from it).
+        // Connected to another Secondary is not enough (3 nodes: the simulation's seed 165 promoted a stale node).
+        if (rec.Outdated.ContainsKey(node) && facts is { Disk: Protocol.V1.DiskState.UpToDate, PeerConnection: Protocol.V1.ConnectionState.Connected, PeerRole: Protocol.V1.DrbdRole.Primary })
         {
             var updated = rec with { Outdated = rec.Outdated.Remove(node) };
             Save(updated, fx);
-            Event(fx, "OutdatedCleared", resource, Fmt($"{node} is connected and UpToDate again: outdated mark cleared"), 0);
+            Event(fx, "OutdatedCleared", resource, Fmt($"{node} is connected to the Primary and UpToDate again: outdated mark cleared"), 0);
         }
 
         return fx;
@@ -337,9 +339,16 @@ public sealed class CoordinatorCore
 
                 return;
             case Decision.Adopt a:
-                Event(fx, "Adopted", a.Resource, a.Reason, ++_ids);
-                Save(rec with { Generation = 1, Primary = a.Node }, fx);
+            {
+                // Adopt, then tell the node its generation with an idempotent Promote (it is Primary already) and check the IP.
+                var decisionId = ++_ids;
+                Event(fx, "Adopted", a.Resource, a.Reason, decisionId);
+                var op = new OperationRecord(decisionId, OperationKind.EnsurePrimary, a.Node, 1, OperationStage.Promoting, decisionId, now);
+                Save(rec with { Generation = 1, Primary = a.Node, Operation = op }, fx);
+                Begin(now, a.Resource, op, fx);
                 break;
+            }
+
             case Decision.Failover f:
             {
                 var decisionId = ++_ids;
@@ -383,9 +392,9 @@ public sealed class CoordinatorCore
                 fx.Add(new CoordinatorEffect.SendCommand(dm.Node, dm.Resource, new AgentCommand(id, CoreNames.Coordinator, CommandKind.Demote, dm.Generation, dm.DiscardMyData)));
                 break;
             case Decision.SplitBrainAlert or Decision.Halt:
-                if (!_lastHold.TryGetValue(d.Resource, out var last) || last != d.Reason)
+                if (!_lastAlert.TryGetValue(d.Resource, out var last) || last != d.Reason)
                 {
-                    _lastHold[d.Resource] = d.Reason;
+                    _lastAlert[d.Resource] = d.Reason;
                     Event(fx, d is Decision.Halt ? "Halted" : "SplitBrain", d.Resource, d.Reason, ++_ids);
                 }
 
