@@ -28,8 +28,9 @@ public sealed class AgentCore
     private MonoTime? _promiseUntil;
     private string _promisedTo = "";
     private bool _fenceAfterActivation;
-    private (string Peer, long Id, MonoTime Since, int Attempts)? _fence;
+    private readonly Dictionary<string, (long Id, MonoTime Since, int Attempts)> _fences = new(StringComparer.Ordinal);
     private long _fenceIds;
+    private ulong _reportSequence;
 
     /// <param name="node">This node's name.</param>
     /// <param name="resource">The resource this core guards.</param>
@@ -113,7 +114,7 @@ public sealed class AgentCore
                 RequestLease(now, fx);
             }
 
-            fx.Add(new AgentEffect.SendReport(Generation, PeerContactAge(now), Phase));
+            fx.Add(new AgentEffect.SendReport(Generation, PeerContactAge(now), Phase, _sequenceBase | ++_reportSequence));
             RetryFence(now, fx);
         }
 
@@ -304,6 +305,7 @@ public sealed class AgentCore
             case StepKind.Deactivate or StepKind.DeactivateDiscard when Phase == AgentPhase.Deactivating:
                 Phase = AgentPhase.Secondary;
                 LeaseUntil = null;
+                _fences.Clear();  // a Secondary fences nobody
                 ReplyAll(fx, success, message);
                 break;
             case StepKind.Outdate:
@@ -322,44 +324,56 @@ public sealed class AgentCore
     public IReadOnlyList<AgentEffect> OnFencePeerRequested(MonoTime now, string peer)
     {
         var fx = new List<AgentEffect>();
-        if (_fence is { } f && f.Peer == peer)
+        if (_fences.ContainsKey(peer))
         {
             return fx;
         }
 
-        _fence = (peer, ++_fenceIds, now, 1);
-        fx.Add(new AgentEffect.SendFenceRequest(CoreNames.Coordinator, peer, Generation, _fenceIds));
+        // One pending fence per peer: with three nodes both peers can be cut at once (the simulation's seed 1153).
+        var id = ++_fenceIds;
+        _fences[peer] = (id, now, 1);
+        fx.Add(new AgentEffect.SendFenceRequest(CoreNames.Coordinator, peer, Generation, id, ReportSequence));
         return fx;
     }
 
     /// <summary>An answer to a fence request (from the coordinator or the peer).</summary>
     public IReadOnlyList<AgentEffect> OnFenceReply(MonoTime now, long id, string by, bool success, string message)
     {
-        if (_fence is not { } f || f.Id != id)
+        var peer = _fences.FirstOrDefault(kv => kv.Value.Id == id).Key;
+        if (peer is null)
         {
             return [];
         }
 
         if (!success)
         {
-            return [new AgentEffect.Note(Fmt($"fence of {f.Peer} refused by {by}: {message}"))];
+            return [new AgentEffect.Note(Fmt($"fence of {peer} refused by {by}: {message}"))];
         }
 
-        _fence = null;
-        return [new AgentEffect.FenceCompleted(f.Peer, by)];
+        _fences.Remove(peer);
+        return [new AgentEffect.FenceCompleted(peer, by)];
     }
+
+    /// <summary>DRBD reconnected to the peer (or this node is no longer Primary): a pending fence is moot.</summary>
+    public void FenceNoLongerNeeded(string peer) => _fences.Remove(peer);
+
+    /// <summary>The sequence number of the last report sent (incarnation in the high bits, so it grows across restarts).</summary>
+    public ulong ReportSequence => _sequenceBase | _reportSequence;
 
     private void RetryFence(MonoTime now, List<AgentEffect> fx)
     {
-        if (_fence is not { } f || now - f.Since < Timings.Heartbeat * 2 * f.Attempts)
+        foreach (var (peer, f) in _fences.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList())
         {
-            return;
-        }
+            if (now - f.Since < Timings.Heartbeat * 2 * f.Attempts)
+            {
+                continue;
+            }
 
-        // Alternate: the coordinator (records the peer outdated), then the peer itself (drbdadm outdate).
-        var id = ++_fenceIds;
-        _fence = (f.Peer, id, f.Since, f.Attempts + 1);
-        fx.Add(new AgentEffect.SendFenceRequest(f.Attempts % 2 == 1 ? f.Peer : CoreNames.Coordinator, f.Peer, Generation, id));
+            // Alternate: the coordinator (records the peer outdated), then the peer itself (drbdadm outdate).
+            var id = ++_fenceIds;
+            _fences[peer] = (id, f.Since, f.Attempts + 1);
+            fx.Add(new AgentEffect.SendFenceRequest(f.Attempts % 2 == 1 ? peer : CoreNames.Coordinator, peer, Generation, id, ReportSequence));
+        }
     }
 
     private void RequestLease(MonoTime now, List<AgentEffect> fx)

@@ -61,25 +61,43 @@ public sealed class CoordinatorCore
     public bool Busy(string resource) => _records[resource].Operation is not null;
 
     /// <summary>An agent's status report for one resource.</summary>
-    public IReadOnlyList<CoordinatorEffect> OnReport(MonoTime now, string node, string resource, NodeResourceFacts facts)
+    /// <param name="now">The coordinator's monotonic clock.</param>
+    /// <param name="node">The reporter.</param>
+    /// <param name="resource">The resource reported on.</param>
+    /// <param name="facts">What the node reports.</param>
+    /// <param name="sequence">The report's sequence (<see cref="AgentEffect.SendReport.Sequence"/>).</param>
+    /// <param name="upToDatePeers">The peers the reporter is DRBD-connected to whose disk is UpToDate (resynced).</param>
+    public IReadOnlyList<CoordinatorEffect> OnReport(MonoTime now, string node, string resource, NodeResourceFacts facts, ulong sequence, IReadOnlyCollection<string> upToDatePeers)
     {
         ArgumentNullException.ThrowIfNull(facts);
+        ArgumentNullException.ThrowIfNull(upToDatePeers);
         if (!_nodes.TryGetValue(node, out var n) || !_records.TryGetValue(resource, out var rec))
         {
             return [];
         }
 
+        if (n.LastSequence.TryGetValue(resource, out var last) && sequence <= last)
+        {
+            return [];  // an older report overtaken by a newer one
+        }
+
+        n.LastSequence[resource] = sequence;
         n.LastReportAt = now;
         n.Resources[resource] = facts;
         var fx = new List<CoordinatorEffect>();
 
-        // The outdated mark clears once the node is connected to the Primary again and UpToDate (resynced from it).
-        // Connected to another Secondary is not enough (3 nodes: the simulation's seed 165 promoted a stale node).
-        if (rec.Outdated.ContainsKey(node) && facts is { Disk: Protocol.V1.DiskState.UpToDate, PeerConnection: Protocol.V1.ConnectionState.Connected, PeerRole: Protocol.V1.DrbdRole.Primary })
+        // An outdated mark clears once the node that asked for it reports, in a report sent after it asked,
+        // that the outdated peer is connected and UpToDate again (resynced from it). Neither a report of the
+        // outdated node itself (it may be connected to another, stale Secondary: seed 165) nor a report sent
+        // before the fence and delivered after it (seed 1779) may clear it.
+        foreach (var (peer, mark) in rec.OutdatedBy)
         {
-            var updated = rec with { Outdated = rec.Outdated.Remove(node) };
-            Save(updated, fx);
-            Event(fx, "OutdatedCleared", resource, Fmt($"{node} is connected to the Primary and UpToDate again: outdated mark cleared"), 0);
+            if (mark.By == node && sequence > mark.AfterReport && facts.Role == Protocol.V1.DrbdRole.Primary && upToDatePeers.Contains(peer))
+            {
+                rec = rec with { Outdated = rec.Outdated.Remove(peer), OutdatedBy = rec.OutdatedBy.Remove(peer) };
+                Save(rec, fx);
+                Event(fx, "OutdatedCleared", resource, Fmt($"{node} reports {peer} connected and UpToDate again: outdated mark cleared"), 0);
+            }
         }
 
         return fx;
@@ -118,7 +136,7 @@ public sealed class CoordinatorCore
     }
 
     /// <summary>DRBD's fence-peer handler on the primary asks to record its peer outdated (design §4.1); persisted before answering.</summary>
-    public IReadOnlyList<CoordinatorEffect> OnFenceRequest(MonoTime now, string node, string resource, string peer, ulong generation, long id)
+    public IReadOnlyList<CoordinatorEffect> OnFenceRequest(MonoTime now, string node, string resource, string peer, ulong generation, long id, ulong afterReport)
     {
         if (!_records.TryGetValue(resource, out var rec) || !_nodes.ContainsKey(peer))
         {
@@ -132,9 +150,9 @@ public sealed class CoordinatorCore
             return fx;
         }
 
-        if (!rec.Outdated.ContainsKey(peer))
+        if (!rec.OutdatedBy.TryGetValue(peer, out var mark) || mark != (node, afterReport))
         {
-            Save(rec with { Outdated = rec.Outdated.SetItem(peer, generation) }, fx);
+            Save(rec with { Outdated = rec.Outdated.SetItem(peer, generation), OutdatedBy = rec.OutdatedBy.SetItem(peer, (node, afterReport)) }, fx);
             Event(fx, "PeerOutdated", resource, Fmt($"{peer} recorded outdated at generation {generation} (fence-peer from {node})"), id);
         }
 
@@ -509,6 +527,8 @@ public sealed class CoordinatorCore
         public MonoTime? LastGrantAt { get; set; }
 
         public Dictionary<string, NodeResourceFacts> Resources { get; } = new(StringComparer.Ordinal);
+
+        public Dictionary<string, ulong> LastSequence { get; } = new(StringComparer.Ordinal);
     }
 
     private sealed class Running

@@ -49,6 +49,10 @@ public sealed record OperationRecord(long Id, OperationKind Kind, string Target,
 /// <summary>The coordinator's durable facts about one resource (SQLite in the daemon, a dictionary in the simulation).</summary>
 public sealed record CoordinatorRecord(string Resource, ulong Generation, string Primary, ImmutableDictionary<string, ulong> Outdated, OperationRecord? Operation)
 {
+    /// <summary>Per outdated node: which node asked to fence it, and the last report that node had sent before asking.
+    /// Only a later report from that node, showing the outdated one connected and UpToDate, clears the mark.</summary>
+    public ImmutableDictionary<string, (string By, ulong AfterReport)> OutdatedBy { get; init; } = ImmutableDictionary<string, (string By, ulong AfterReport)>.Empty.WithComparers(StringComparer.Ordinal);
+
     public static CoordinatorRecord Empty(string resource) => new(resource, 0, "", ImmutableDictionary<string, ulong>.Empty.WithComparers(StringComparer.Ordinal), null);
 }
 

@@ -91,14 +91,23 @@ public abstract record AgentEffect
     /// <summary>Answer a command (to its <see cref="AgentCommand.From"/>).</summary>
     public sealed record ReplyCommand(AgentCommand Command, bool Success, string Message) : AgentEffect;
 
-    /// <summary>Send a status report to the coordinator; the host adds the DRBD facts it reads.</summary>
-    public sealed record SendReport(ulong Generation, TimeSpan PeerContactAge, AgentPhase Phase) : AgentEffect;
+    /// <summary>Send a status report to the coordinator; the host adds the DRBD facts it reads (read when sending).</summary>
+    /// <param name="Generation">The highest generation this node has seen.</param>
+    /// <param name="PeerContactAge">This node's vote: time since it last heard from a primary or granted a lease.</param>
+    /// <param name="Phase">Where the core is in its role cycle.</param>
+    /// <param name="Sequence">Grows with every report, across restarts too: the coordinator orders this node's reports by it.</param>
+    public sealed record SendReport(ulong Generation, TimeSpan PeerContactAge, AgentPhase Phase, ulong Sequence) : AgentEffect;
 
     /// <summary>Call <see cref="AgentCore.OnTimer"/> at (or after) this local monotonic instant.</summary>
     public sealed record ScheduleWake(MonoTime At) : AgentEffect;
 
     /// <summary>Ask for the peer to be fenced: to the coordinator (record outdated) or to the peer itself (drbdadm outdate).</summary>
-    public sealed record SendFenceRequest(string To, string Peer, ulong Generation, long Id) : AgentEffect;
+    /// <param name="To">The coordinator, or the peer itself.</param>
+    /// <param name="Peer">The peer to fence.</param>
+    /// <param name="Generation">This node's generation.</param>
+    /// <param name="Id">Matches the reply.</param>
+    /// <param name="AfterReport">The sequence of the last report this node sent before asking: only a later report may clear the mark.</param>
+    public sealed record SendFenceRequest(string To, string Peer, ulong Generation, long Id, ulong AfterReport) : AgentEffect;
 
     /// <summary>The peer is fenced: the fence-peer handler may return "peer outdated" and DRBD resumes I/O.</summary>
     public sealed record FenceCompleted(string Peer, string By) : AgentEffect;

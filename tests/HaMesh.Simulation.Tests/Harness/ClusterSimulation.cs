@@ -67,7 +67,7 @@ public sealed class ClusterSimulation
         _w = new SimWorld(seed, options.TraceTail);
         _net = new SimNetwork(_w);
         _names = [.. Enumerable.Range(0, options.Nodes).Select(i => ((char)('a' + i)).ToString())];
-        _drbd = new DrbdModel(_w, _net, _names) { FencePeer = OnFencePeer };
+        _drbd = new DrbdModel(_w, _net, _names) { FencePeer = OnFencePeer, Reconnected = (n, p) => _agents?[n].Core?.FenceNoLongerNeeded(p) };
         _ovh = new OvhModel(_w);
         foreach (var n in _names)
         {
@@ -440,7 +440,8 @@ public sealed class ClusterSimulation
                     break;
                 case AgentEffect.SendReport r:
                     var facts = Facts(h.Name, r);
-                    _net.Send(h.Name, W, () => CoordCall((c, now) => c.OnReport(now, h.Name, Resource, facts)));
+                    var upToDate = _drbd.Devices.Values.Where(p => p.Node != h.Name && _drbd.Connected(h.Name, p.Node) && p.Disk == DiskState.UpToDate).Select(p => p.Node).ToList();
+                    _net.Send(h.Name, W, () => CoordCall((c, now) => c.OnReport(now, h.Name, Resource, facts, r.Sequence, upToDate)));
                     break;
                 case AgentEffect.ScheduleWake wake:
                     if (h.NextWake != wake.At)
@@ -459,7 +460,7 @@ public sealed class ClusterSimulation
 
                     break;
                 case AgentEffect.SendFenceRequest f when f.To == CoreNames.Coordinator:
-                    _net.Send(h.Name, W, () => CoordCall((c, now) => c.OnFenceRequest(now, h.Name, Resource, f.Peer, f.Generation, f.Id)));
+                    _net.Send(h.Name, W, () => CoordCall((c, now) => c.OnFenceRequest(now, h.Name, Resource, f.Peer, f.Generation, f.Id, f.AfterReport)));
                     break;
                 case AgentEffect.SendFenceRequest f:
                     _net.Send(h.Name, f.To, () => AgentCall(f.To, (c, now) => c.OnCommand(now, new AgentCommand(f.Id, h.Name, CommandKind.Outdate, f.Generation))));

@@ -62,6 +62,9 @@ public sealed class DrbdModel
     /// <summary>Raised on a Primary when its link to a peer breaks (the fence-peer handler): (node, peer).</summary>
     public Action<string, string>? FencePeer { get; set; }
 
+    /// <summary>Raised when a node reconnects to a peer: a pending fence of it is moot (node, peer).</summary>
+    public Action<string, string>? Reconnected { get; set; }
+
     public int SplitBrains { get; private set; }
 
     public bool Connected(string a, string b) => _connected.Contains(Key(a, b));
@@ -173,15 +176,15 @@ public sealed class DrbdModel
                 return;
             }
         }
-        else if (a.Data.IsSubsetOf(b.Data) && b.Disk == DiskState.UpToDate)
+        else if (a.Data.SetEquals(b.Data))
+        {
+            (source, target) = a.Disk >= b.Disk ? (a, b) : (b, a);
+        }
+        else if (a.Data.IsSubsetOf(b.Data))
         {
             (source, target) = (b, a);
         }
-        else if (b.Data.IsSubsetOf(a.Data) && a.Disk == DiskState.UpToDate)
-        {
-            (source, target) = (a, b);
-        }
-        else if (a.Data.SetEquals(b.Data))
+        else if (b.Data.IsSubsetOf(a.Data))
         {
             (source, target) = (a, b);
         }
@@ -197,16 +200,14 @@ public sealed class DrbdModel
             target.Data = [.. source.Data];
         }
 
-        if (source.Disk == DiskState.UpToDate || target.Disk == DiskState.UpToDate)
-        {
-            source.Disk = DiskState.UpToDate;
-            target.Disk = DiskState.UpToDate;
-        }
+        // the sync target takes the source's disk state (an Outdated source leaves both Outdated)
+        target.Disk = source.Role == DrbdRole.Primary ? DiskState.UpToDate : source.Disk;
 
         foreach (var (x, y) in new[] { (a, b), (b, a) })
         {
             x.Fenced.Remove(y.Node);
             x.PendingFence.Remove(y.Node);
+            Reconnected?.Invoke(x.Node, y.Node);
         }
 
         _world.Trace("drbd", $"{a.Node}-{b.Node} connected; {target.Node} synced from {source.Node} ({source.Data.Count} writes)");
