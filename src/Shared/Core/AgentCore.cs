@@ -1,0 +1,439 @@
+using System.Globalization;
+using HaMesh.Shared.Failover;
+
+namespace HaMesh.Shared.Core;
+
+/// <summary>
+/// The agent's lease and command protocol for one resource as a sans-I/O state machine (design §4):
+/// events in (timer, lease replies, a peer's renewal request, commands, steps finished, fence-peer),
+/// effects out (<see cref="AgentEffect"/>). No clock, no I/O: every method takes the host's local
+/// monotonic <c>now</c>. The daemon and the simulation run this same code.
+/// <list type="bullet">
+/// <item>The lease runs from when a granted request was SENT, so it ends before the grantor's promise.</item>
+/// <item>As a grantor (Secondary peer) it grants only while Secondary, at a generation ≤ the requester's,
+/// and a grant is a promise: no Promote/Agree accepted until lease + drift margin after it.</item>
+/// <item>A Primary whose lease runs out self-fences (wake scheduled at the exact expiry).</item>
+/// <item>Every command carries a generation: a lower one is refused; a higher one is persisted before acting.</item>
+/// </list>
+/// </summary>
+public sealed class AgentCore
+{
+    private readonly Dictionary<ulong, MonoTime> _sentAt = [];
+    private readonly List<AgentCommand> _waiting = [];
+    private readonly MonoTime _startedAt;
+    private readonly ulong _sequenceBase;
+    private ulong _sequence;
+    private MonoTime _nextHeartbeat;
+    private MonoTime? _lastPeerContact;
+    private MonoTime? _promiseUntil;
+    private string _promisedTo = "";
+    private bool _fenceAfterActivation;
+    private readonly Dictionary<string, (long Id, MonoTime Since, int Attempts)> _fences = new(StringComparer.Ordinal);
+    private long _fenceIds;
+    private ulong _reportSequence;
+
+    /// <param name="node">This node's name.</param>
+    /// <param name="resource">The resource this core guards.</param>
+    /// <param name="peers">The other nodes' names.</param>
+    /// <param name="timings">Heartbeat, lease, drift margin, self-fence deadline.</param>
+    /// <param name="persistedGeneration">The highest generation persisted by an earlier run (0 when none).</param>
+    /// <param name="incarnation">A number that differs for every start of this agent (persisted counter or boot id):
+    /// lease request sequence numbers embed it so a grant for a request of an earlier run never matches a new one.</param>
+    /// <param name="drbdIsPrimary">Whether DRBD is Primary at start (the agent restarted under a running resource).</param>
+    /// <param name="now">The host's monotonic clock at start.</param>
+    /// <param name="knownLeaseUntil">Only for a cluster's bootstrap (and tests): a lease the Primary is known to hold until then.</param>
+    public AgentCore(string node, string resource, IReadOnlyList<string> peers, CoreTimings timings, ulong persistedGeneration, ulong incarnation, bool drbdIsPrimary, MonoTime now, MonoTime? knownLeaseUntil = null)
+    {
+        ArgumentNullException.ThrowIfNull(peers);
+        ArgumentNullException.ThrowIfNull(timings);
+        Node = node;
+        Resource = resource;
+        Peers = peers;
+        Timings = timings;
+        Generation = persistedGeneration;
+        _sequenceBase = incarnation << 32;
+        _startedAt = now;
+        _nextHeartbeat = now;
+
+        // A Primary at start holds no lease: the wake below self-fences it unless a renewal sent now is granted.
+        // Its lease is treated as having ended at start, so it may be Primary for at most the self-fence deadline.
+        Phase = drbdIsPrimary ? AgentPhase.Primary : AgentPhase.Secondary;
+        LeaseUntil = drbdIsPrimary ? knownLeaseUntil ?? now : null;
+    }
+
+    public string Node { get; }
+
+    public string Resource { get; }
+
+    public IReadOnlyList<string> Peers { get; }
+
+    public CoreTimings Timings { get; }
+
+    /// <summary>The highest generation seen (and persisted before it was acted on).</summary>
+    public ulong Generation { get; private set; }
+
+    public AgentPhase Phase { get; private set; }
+
+    /// <summary>The end of the lease on this node's clock (null: none held).</summary>
+    public MonoTime? LeaseUntil { get; private set; }
+
+    /// <summary>Who granted the lease that ends last.</summary>
+    public string LeaseGrantor { get; private set; } = "";
+
+    /// <summary>Whether this node holds a lease that has not run out at <paramref name="now"/>.</summary>
+    public bool HoldsLease(MonoTime now) => LeaseUntil is { } until && now < until && Phase is AgentPhase.Activating or AgentPhase.Primary;
+
+    /// <summary>Until when this node has promised (as a grantor) not to take part in promoting another node.</summary>
+    public MonoTime? PromiseUntil => _promiseUntil;
+
+    /// <summary>This node's vote (design §4 rule 1): how long since it last heard from a primary or granted a lease, never before its own start.</summary>
+    public TimeSpan PeerContactAge(MonoTime now)
+    {
+        var last = _startedAt;
+        if (_lastPeerContact is { } c && c > last)
+        {
+            last = c;
+        }
+
+        return now - last;
+    }
+
+    /// <summary>The agent just started: schedule the first heartbeat.</summary>
+    public IReadOnlyList<AgentEffect> Start(MonoTime now) => OnTimer(now);
+
+    /// <summary>A wake-up (heartbeat or lease expiry).</summary>
+    public IReadOnlyList<AgentEffect> OnTimer(MonoTime now)
+    {
+        var fx = new List<AgentEffect>();
+        CheckLease(now, fx);
+        if (now >= _nextHeartbeat)
+        {
+            _nextHeartbeat = now + Timings.Heartbeat;
+            if (Phase is AgentPhase.AwaitingLease or AgentPhase.Activating or AgentPhase.Primary)
+            {
+                RequestLease(now, fx);
+            }
+
+            fx.Add(new AgentEffect.SendReport(Generation, PeerContactAge(now), Phase, _sequenceBase | ++_reportSequence));
+            RetryFence(now, fx);
+        }
+
+        ScheduleNext(fx);
+        return fx;
+    }
+
+    /// <summary>A grantor answered one of this node's lease requests.</summary>
+    public IReadOnlyList<AgentEffect> OnLeaseReply(MonoTime now, string grantor, ulong sequence, bool granted, ulong grantorGeneration)
+    {
+        var fx = new List<AgentEffect>();
+        if (grantor != CoreNames.Coordinator)
+        {
+            _lastPeerContact = now;
+        }
+
+        if (!granted || !_sentAt.TryGetValue(sequence, out var sentAt))
+        {
+            if (!granted && grantorGeneration > Generation)
+            {
+                fx.Add(new AgentEffect.Note(Fmt($"{grantor} is at generation {grantorGeneration} > {Generation}")));
+            }
+
+            return fx;
+        }
+
+        if (Phase is not (AgentPhase.AwaitingLease or AgentPhase.Activating or AgentPhase.Primary))
+        {
+            return fx;
+        }
+
+        var until = sentAt + Timings.Lease;
+        if (LeaseUntil is not { } current || until > current)
+        {
+            LeaseUntil = until;
+            LeaseGrantor = grantor;
+        }
+
+        CheckLease(now, fx);
+        if (Phase == AgentPhase.AwaitingLease && HoldsLeaseRaw(now))
+        {
+            Phase = AgentPhase.Activating;
+            fx.Add(new AgentEffect.RunSteps(StepKind.Activate, Generation, Fmt($"promote at generation {Generation}, lease from {grantor}")));
+        }
+
+        ScheduleNext(fx);
+        return fx;
+    }
+
+    /// <summary>A peer asks this node for a lease renewal (AgentService.RenewLease).</summary>
+    public IReadOnlyList<AgentEffect> OnPeerLeaseRequest(MonoTime now, string requester, ulong requesterGeneration, ulong sequence)
+    {
+        _lastPeerContact = now;
+        string reason;
+        if (Phase != AgentPhase.Secondary)
+        {
+            reason = Fmt($"{Node} is {Phase} itself");
+        }
+        else if (requesterGeneration < Generation)
+        {
+            reason = Fmt($"stale generation {requesterGeneration} < {Generation}");
+        }
+        else
+        {
+            var until = now + Timings.Promise;
+            if (_promiseUntil is not { } p || until > p)
+            {
+                _promiseUntil = until;
+                _promisedTo = requester;
+            }
+
+            return [new AgentEffect.SendLeaseReply(requester, sequence, true, Generation, "")];
+        }
+
+        return [new AgentEffect.SendLeaseReply(requester, sequence, false, Generation, reason)];
+    }
+
+    /// <summary>A command arrived (from the coordinator, or from the primary peer for a fence-peer outdate).</summary>
+    public IReadOnlyList<AgentEffect> OnCommand(MonoTime now, AgentCommand command)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        var fx = new List<AgentEffect>();
+        if (command.Generation < Generation)
+        {
+            fx.Add(new AgentEffect.ReplyCommand(command, false, Fmt($"stale generation {command.Generation} < {Generation}")));
+            return fx;
+        }
+
+        if (command.Kind is CommandKind.Promote or CommandKind.Agree && _promiseUntil is { } promise && now < promise && Phase == AgentPhase.Secondary)
+        {
+            fx.Add(new AgentEffect.ReplyCommand(command, false, Fmt($"{Node} granted a lease to {_promisedTo} and promised not to take part in a promotion for {(promise - now).TotalMilliseconds:0} ms more")));
+            return fx;
+        }
+
+        if (_waiting.Count > 0)
+        {
+            var running = _waiting[0];
+            if (running.Kind == command.Kind && running.Generation == command.Generation && running.DiscardMyData == command.DiscardMyData)
+            {
+                _waiting.Add(command);  // joins the running one
+                return fx;
+            }
+
+            fx.Add(new AgentEffect.ReplyCommand(command, false, Fmt($"busy with {running.Kind} at generation {running.Generation}")));
+            return fx;
+        }
+
+        if (command.Generation > Generation)
+        {
+            Generation = command.Generation;
+            fx.Add(new AgentEffect.PersistGeneration(Generation));
+        }
+
+        switch (command.Kind)
+        {
+            case CommandKind.Promote:
+                if (Phase == AgentPhase.Primary && HoldsLeaseRaw(now))
+                {
+                    fx.Add(new AgentEffect.ReplyCommand(command, true, "already Primary"));
+                    break;
+                }
+
+                if (Phase == AgentPhase.Primary)
+                {
+                    // Primary without a valid lease: let the self-fence run first; the coordinator retries.
+                    fx.Add(new AgentEffect.ReplyCommand(command, false, "Primary without a lease: self-fencing first"));
+                    break;
+                }
+
+                _waiting.Add(command);
+                Phase = AgentPhase.AwaitingLease;
+                LeaseUntil = null;
+                RequestLease(now, fx);
+                break;
+            case CommandKind.Demote:
+                _waiting.Add(command);
+                Phase = AgentPhase.Deactivating;
+                LeaseUntil = null;
+                fx.Add(new AgentEffect.RunSteps(command.DiscardMyData ? StepKind.DeactivateDiscard : StepKind.Deactivate, Generation, Fmt($"demote at generation {command.Generation}")));
+                break;
+            case CommandKind.Outdate:
+                if (Phase != AgentPhase.Secondary)
+                {
+                    fx.Add(new AgentEffect.ReplyCommand(command, false, Fmt($"{Node} is {Phase}: not outdating")));
+                    break;
+                }
+
+                _waiting.Add(command);
+                fx.Add(new AgentEffect.RunSteps(StepKind.Outdate, Generation, Fmt($"outdate at generation {command.Generation} for {command.From}")));
+                break;
+            case CommandKind.Agree:
+                fx.Add(new AgentEffect.ReplyCommand(command, Phase == AgentPhase.Secondary, Phase == AgentPhase.Secondary
+                    ? Fmt($"agreed: no lease granted below generation {Generation}")
+                    : Fmt($"{Node} is {Phase}")));
+                break;
+        }
+
+        ScheduleNext(fx);
+        return fx;
+    }
+
+    /// <summary>The host finished a <see cref="AgentEffect.RunSteps"/>.</summary>
+    public IReadOnlyList<AgentEffect> OnStepsFinished(MonoTime now, StepKind kind, bool success, string message)
+    {
+        var fx = new List<AgentEffect>();
+        switch (kind)
+        {
+            case StepKind.Activate when Phase == AgentPhase.Activating:
+                if (_fenceAfterActivation || !HoldsLeaseRaw(now))
+                {
+                    _fenceAfterActivation = false;
+                    SelfFence(fx, "lease ran out during activation");
+                    ReplyAll(fx, false, "lease ran out during activation: self-fenced");
+                }
+                else if (success)
+                {
+                    Phase = AgentPhase.Primary;
+                    ReplyAll(fx, true, message);
+                }
+                else
+                {
+                    Phase = AgentPhase.Deactivating;
+                    fx.Add(new AgentEffect.RunSteps(StepKind.Deactivate, Generation, "undo a failed activation"));
+                    ReplyAll(fx, false, message);
+                }
+
+                break;
+            case StepKind.Deactivate or StepKind.DeactivateDiscard when Phase == AgentPhase.Deactivating:
+                Phase = AgentPhase.Secondary;
+                LeaseUntil = null;
+                _fences.Clear();  // a Secondary fences nobody
+                ReplyAll(fx, success, message);
+                break;
+            case StepKind.Outdate:
+                ReplyAll(fx, success, message);
+                break;
+            default:
+                fx.Add(new AgentEffect.Note(Fmt($"steps {kind} finished in phase {Phase}: ignored")));
+                break;
+        }
+
+        ScheduleNext(fx);
+        return fx;
+    }
+
+    /// <summary>DRBD's fence-peer handler ran on this (Primary) node: I/O is frozen until the peer is fenced (design §4.1).</summary>
+    public IReadOnlyList<AgentEffect> OnFencePeerRequested(MonoTime now, string peer)
+    {
+        var fx = new List<AgentEffect>();
+        if (_fences.ContainsKey(peer))
+        {
+            return fx;
+        }
+
+        // One pending fence per peer: with three nodes both peers can be cut at once (the simulation's seed 1153).
+        var id = ++_fenceIds;
+        _fences[peer] = (id, now, 1);
+        fx.Add(new AgentEffect.SendFenceRequest(CoreNames.Coordinator, peer, Generation, id, ReportSequence));
+        return fx;
+    }
+
+    /// <summary>An answer to a fence request (from the coordinator or the peer).</summary>
+    public IReadOnlyList<AgentEffect> OnFenceReply(MonoTime now, long id, string by, bool success, string message)
+    {
+        var peer = _fences.FirstOrDefault(kv => kv.Value.Id == id).Key;
+        if (peer is null)
+        {
+            return [];
+        }
+
+        if (!success)
+        {
+            return [new AgentEffect.Note(Fmt($"fence of {peer} refused by {by}: {message}"))];
+        }
+
+        _fences.Remove(peer);
+        return [new AgentEffect.FenceCompleted(peer, by)];
+    }
+
+    /// <summary>DRBD reconnected to the peer (or this node is no longer Primary): a pending fence is moot.</summary>
+    public void FenceNoLongerNeeded(string peer) => _fences.Remove(peer);
+
+    /// <summary>The sequence number of the last report sent (incarnation in the high bits, so it grows across restarts).</summary>
+    public ulong ReportSequence => _sequenceBase | _reportSequence;
+
+    private void RetryFence(MonoTime now, List<AgentEffect> fx)
+    {
+        foreach (var (peer, f) in _fences.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList())
+        {
+            if (now - f.Since < Timings.Heartbeat * 2 * f.Attempts)
+            {
+                continue;
+            }
+
+            // Alternate: the coordinator (records the peer outdated), then the peer itself (drbdadm outdate).
+            var id = ++_fenceIds;
+            _fences[peer] = (id, f.Since, f.Attempts + 1);
+            fx.Add(new AgentEffect.SendFenceRequest(f.Attempts % 2 == 1 ? peer : CoreNames.Coordinator, peer, Generation, id, ReportSequence));
+        }
+    }
+
+    private void RequestLease(MonoTime now, List<AgentEffect> fx)
+    {
+        var sequence = _sequenceBase | ++_sequence;
+        _sentAt[sequence] = now;
+        _sentAt.Remove(sequence - 64);
+        fx.Add(new AgentEffect.SendLeaseRequest(CoreNames.Coordinator, Generation, sequence));
+        foreach (var peer in Peers)
+        {
+            fx.Add(new AgentEffect.SendLeaseRequest(peer, Generation, sequence));
+        }
+    }
+
+    private void CheckLease(MonoTime now, List<AgentEffect> fx)
+    {
+        if (HoldsLeaseRaw(now))
+        {
+            return;
+        }
+
+        if (Phase == AgentPhase.Primary)
+        {
+            SelfFence(fx, Fmt($"lease ran out at {LeaseUntil?.SinceOrigin.TotalMilliseconds:0} ms (no grant from the coordinator or a peer)"));
+        }
+        else if (Phase == AgentPhase.Activating)
+        {
+            _fenceAfterActivation = true;
+        }
+    }
+
+    private void SelfFence(List<AgentEffect> fx, string why)
+    {
+        Phase = AgentPhase.Deactivating;
+        LeaseUntil = null;
+        fx.Add(new AgentEffect.RunSteps(StepKind.Deactivate, Generation, "self-fence: " + why));
+    }
+
+    private bool HoldsLeaseRaw(MonoTime now) => LeaseUntil is { } until && now < until;
+
+    private void ReplyAll(List<AgentEffect> fx, bool success, string message)
+    {
+        foreach (var c in _waiting)
+        {
+            fx.Add(new AgentEffect.ReplyCommand(c, success, message));
+        }
+
+        _waiting.Clear();
+    }
+
+    private void ScheduleNext(List<AgentEffect> fx)
+    {
+        var next = _nextHeartbeat;
+        if (LeaseUntil is { } until && Phase is AgentPhase.Activating or AgentPhase.Primary && until < next)
+        {
+            next = until;
+        }
+
+        fx.Add(new AgentEffect.ScheduleWake(next));
+    }
+
+    private static string Fmt(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}

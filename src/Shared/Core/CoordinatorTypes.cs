@@ -1,0 +1,116 @@
+using System.Collections.Immutable;
+using HaMesh.Shared.Failover;
+
+namespace HaMesh.Shared.Core;
+
+/// <summary>One resource as the coordinator core sees it in configuration.</summary>
+public sealed record CoreResource(string Name, string PreferredNode, IReadOnlyList<string> Ips, bool DiscardOldPrimaryOnSplitBrain = false);
+
+/// <summary>Configuration of the coordinator core.</summary>
+/// <param name="Nodes">Every configured node.</param>
+/// <param name="Resources">Every configured resource.</param>
+/// <param name="Policy">What <see cref="FailoverPolicy.Decide"/> needs.</param>
+/// <param name="Heartbeat">How often the host calls <see cref="CoordinatorCore.OnTimer"/>.</param>
+/// <param name="OvhPoll">How often a move task and routedTo are polled.</param>
+/// <param name="OperationTimeout">After this long an operation is abandoned (an event says so) and decided afresh.</param>
+public sealed record CoordinatorConfig(IReadOnlyList<string> Nodes, IReadOnlyList<CoreResource> Resources, HaOptions Policy, TimeSpan Heartbeat, TimeSpan OvhPoll, TimeSpan OperationTimeout)
+{
+    /// <summary>How long to wait for a command reply or an OVH answer before retrying (idempotent calls only).</summary>
+    public TimeSpan ReplyTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Pings through the failover IP that may fail before a "routed but unreachable" event.</summary>
+    public int PingsBeforeUnreachable { get; init; } = 4;
+}
+
+public enum OperationKind
+{
+    /// <summary>g+1 → Promote(candidate) → move → verify.</summary>
+    Failover,
+
+    /// <summary>Promote the recorded primary at the current generation → move → verify.</summary>
+    EnsurePrimary,
+
+    /// <summary>Move a failover IP to the primary → verify.</summary>
+    MoveIp,
+}
+
+public enum OperationStage
+{
+    /// <summary>Asking the voters other than the candidate to agree (N &gt; 2 nodes): they then grant no lease below the new generation.</summary>
+    Agreeing,
+    Promoting,
+    Moving,
+    Verifying,
+}
+
+/// <summary>An in-flight operation, persisted so a restarted coordinator resumes it (re-reading state first).</summary>
+public sealed record OperationRecord(long Id, OperationKind Kind, string Target, ulong Generation, OperationStage Stage, long DecisionId, MonoTime DecidedAt);
+
+/// <summary>The coordinator's durable facts about one resource (SQLite in the daemon, a dictionary in the simulation).</summary>
+public sealed record CoordinatorRecord(string Resource, ulong Generation, string Primary, ImmutableDictionary<string, ulong> Outdated, OperationRecord? Operation)
+{
+    /// <summary>Per outdated node: which node asked to fence it, and the last report that node had sent before asking.
+    /// Only a later report from that node, showing the outdated one connected and UpToDate, clears the mark.</summary>
+    public ImmutableDictionary<string, (string By, ulong AfterReport)> OutdatedBy { get; init; } = ImmutableDictionary<string, (string By, ulong AfterReport)>.Empty.WithComparers(StringComparer.Ordinal);
+
+    public static CoordinatorRecord Empty(string resource) => new(resource, 0, "", ImmutableDictionary<string, ulong>.Empty.WithComparers(StringComparer.Ordinal), null);
+}
+
+/// <summary>A durable event (design §7). <see cref="RefId"/> names the OVH call, command or decision it records.</summary>
+public sealed record CoreEvent(long Id, string Kind, string Resource, string Text, long RefId);
+
+/// <summary>A call the coordinator asks its OVH client to make.</summary>
+public abstract record OvhCall
+{
+    private OvhCall()
+    {
+    }
+
+    /// <summary>GET routedTo and the pending move tasks of the IP.</summary>
+    public sealed record ReadState : OvhCall;
+
+    /// <summary>POST /ip/{ip}/move {to}: never repeated without a <see cref="ReadState"/> first.</summary>
+    public sealed record Move(string To) : OvhCall;
+}
+
+/// <summary>What OVH answered.</summary>
+public abstract record OvhReply
+{
+    private OvhReply()
+    {
+    }
+
+    /// <param name="RoutedTo">The node the IP is routed to (null: elsewhere or unknown).</param>
+    /// <param name="PendingMoveTo">The target of a pending (todo/doing) move task, if any.</param>
+    public sealed record State(string? RoutedTo, string? PendingMoveTo) : OvhReply;
+
+    public sealed record MoveAccepted(long TaskId) : OvhReply;
+
+    /// <summary>An error or a timeout: the call may or may not have had an effect.</summary>
+    public sealed record Failed(string Message) : OvhReply;
+}
+
+/// <summary>What a coordinator core asks its host to do, in order.</summary>
+public abstract record CoordinatorEffect
+{
+    private CoordinatorEffect()
+    {
+    }
+
+    /// <summary>Write the record durably (fsync) before anything after it in the same list runs.</summary>
+    public sealed record PersistRecord(CoordinatorRecord Record) : CoordinatorEffect;
+
+    /// <summary>Append a durable event (fsync) before anything after it in the same list runs.</summary>
+    public sealed record AppendEvent(CoreEvent Event) : CoordinatorEffect;
+
+    public sealed record SendLeaseGrant(string Node, string Resource, ulong Sequence, bool Granted, ulong Generation, string Reason) : CoordinatorEffect;
+
+    public sealed record SendCommand(string Node, string Resource, AgentCommand Command) : CoordinatorEffect;
+
+    public sealed record ReplyFence(string Node, string Resource, long Id, bool Success, string Message) : CoordinatorEffect;
+
+    public sealed record CallOvh(long CallId, string Resource, string Ip, OvhCall Call) : CoordinatorEffect;
+
+    /// <summary>AgentService.Ping through the failover IP (end-to-end proof).</summary>
+    public sealed record PingViaIp(long CallId, string Resource, string Ip) : CoordinatorEffect;
+}

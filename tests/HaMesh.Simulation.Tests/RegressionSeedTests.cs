@@ -1,0 +1,53 @@
+using HaMesh.Simulation.Tests.Harness;
+
+namespace HaMesh.Simulation.Tests;
+
+/// <summary>
+/// Every bug the simulation found, kept as the seed that found it (each failed before its fix). A later change
+/// to the cores or the harness changes what a seed explores, so each bug also has a direct core test
+/// (tests/HaMesh.Shared.Tests/Core) that pins the exact interleaving.
+/// </summary>
+public sealed class RegressionSeedTests
+{
+    /// <summary>
+    /// 3 nodes: a fenced b (b recorded outdated); b stayed DRBD-connected to c and so reported "Connected,
+    /// UpToDate"; the coordinator cleared b's mark, a crashed, b was promoted without the writes acknowledged
+    /// after the fence (I3). Fix: only the fencing node's later report clears the mark.
+    /// </summary>
+    [Theory]
+    [InlineData(165, 3)]
+    [InlineData(28, 3)]
+    [InlineData(251, 3)]
+    public void OutdatedMark_NotClearedByAConnectionToAnotherSecondary(int seed, int nodes) => AssertHolds(seed, nodes);
+
+    /// <summary>
+    /// 2 nodes: a↔b cut; a fenced b (mark persisted), but b's report sent just BEFORE the cut ("connected to
+    /// Primary a, UpToDate") arrived just after the mark and cleared it; a crashed; b was promoted missing 4
+    /// acknowledged writes (I3). Fix: reports carry a sequence; the fence request names the last report
+    /// sent before it; only a later report from the fencing node clears the mark.
+    /// </summary>
+    [Theory]
+    [InlineData(1779, 2)]
+    [InlineData(1256, 2)]
+    [InlineData(2513, 3)]
+    public void OutdatedMark_NotClearedByAReportOvertakenByTheFence(int seed, int nodes) => AssertHolds(seed, nodes);
+
+    /// <summary>
+    /// 3 nodes: both peers of the Primary were cut at once; the agent core kept one pending fence, the
+    /// second replaced the first, and the Primary stayed frozen forever (liveness). Fix: one pending fence per peer.
+    /// </summary>
+    [Theory]
+    [InlineData(1153, 3)]
+    [InlineData(1255, 3)]
+    [InlineData(1661, 3)]
+    [InlineData(1681, 3)]
+    [InlineData(1843, 3)]
+    public void Fences_OnePendingPerPeer_PrimaryNotFrozenForever(int seed, int nodes) => AssertHolds(seed, nodes);
+
+    private static void AssertHolds(int seed, int nodes)
+    {
+        var r = ClusterSimulation.Run(seed, new SimOptions { Nodes = nodes });
+
+        Assert.True(r.Violation is null, r.Report);
+    }
+}
