@@ -320,6 +320,59 @@ public sealed class OvhOperationsAndFaultsTests : IAsyncLifetime
         Assert.Contains(_fake.Api.Requests, r => r == "GET /1.0/ip?routedTo.serviceName=h%C3%A9llo%20w%C3%B6rld%2Fx");
     }
 
+    [Fact]
+    public async Task SameDestinationRace_400AlreadyRouted_ReReadShowsTheTarget_Success()
+    {
+        // Another coordinator's move to the same target completes between our read and our POST (spec §10 case 25).
+        var clock = new FakeTimeProvider(TimeProvider.System.GetUtcNow());
+        var fake = await FakeOvhHost.StartAsync(time: clock);
+        _extra.Add(fake);
+        using var racing = new HttpClient(new BeforePost(() =>
+        {
+            fake.State.Move(Ip, "ns-b");
+            clock.Advance(TimeSpan.FromSeconds(1));
+            fake.State.Advance();
+        }) { InnerHandler = new HttpClientHandler() });
+        var outcome = await Provider(Client(fake, racing)).EnsureRoutedAsync(Ip, "ns-b", Ct);
+        Assert.Equal(MoveOutcomeKind.Moved, outcome.Kind);
+        Assert.Equal(1, fake.Posts);
+        Assert.Contains(_events.List(0), e => e.Record.Kind == "OvhCall" && e.Record.Message.Contains("IP is already routed to this service", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task RuleOnIpAlone_DoesNotGrantIpObject_403NotGranted()
+    {
+        var fake = await ExtraAsync(rules: [("GET", "/ip")]);
+        var client = Client(fake);
+        Assert.Single(await client.ListIpsAsync(Ct));
+        var ex = await Assert.ThrowsAsync<OvhException>(() => client.GetRoutedToAsync(Ip, Ct));
+        Assert.Equal(OvhErrorKind.NotGranted, ex.Kind);
+    }
+
+    [Fact]
+    public async Task AdminEndpoint_FaultsAtRunTime_StateDumped()
+    {
+        using var set = new StringContent("""{"http500":1}""", Encoding.UTF8, "application/json");
+        using var posted = await _http.PostAsync(new Uri(_fake.App.Urls.First() + "/admin/faults"), set, Ct);
+        Assert.True(posted.IsSuccessStatusCode);
+        Assert.Equal(1, _fake.State.Faults.Http500);
+        var dump = await _http.GetStringAsync(new Uri(_fake.App.Urls.First() + "/admin/state"), Ct);
+        Assert.Equal("ns-a", Field(Field(dump, "ips")!, Ip));
+    }
+
+    private sealed class BeforePost(Action action) : DelegatingHandler
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            if (request.Method == HttpMethod.Post)
+            {
+                action();
+            }
+
+            return base.SendAsync(request, cancellationToken);
+        }
+    }
+
     // ---- the fake's checks, with hand-made requests ----
 
     [Fact]
