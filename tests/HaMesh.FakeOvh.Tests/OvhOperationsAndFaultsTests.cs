@@ -360,6 +360,38 @@ public sealed class OvhOperationsAndFaultsTests : IAsyncLifetime
         Assert.Equal("ns-a", Field(Field(dump, "ips")!, Ip));
     }
 
+    [Fact]
+    public async Task TaskEndsOvhErrorButTheIpMovedAnyway_ReReadDecides_Success()
+    {
+        // spec §10 case 27: the task we follow fails, yet the route names the target (another task did it).
+        _fake.State.Faults = new Faults { FailTasks = "ovhError" };
+        var sawFailure = false;
+        using var http = new HttpClient(new AfterResponse(async response =>
+        {
+            if (!sawFailure && response.RequestMessage!.RequestUri!.AbsolutePath.Contains("/task/", StringComparison.Ordinal)
+                && (await response.Content.ReadAsStringAsync(Ct)).Contains("\"ovhError\"", StringComparison.Ordinal))
+            {
+                sawFailure = true;
+                _fake.State.Seed("""{"ips":{"203.0.113.10/32":"ns-b"},"servers":[]}""");
+            }
+        }) { InnerHandler = new HttpClientHandler() });
+        var outcome = await Provider(Client(http: http)).EnsureRoutedAsync(Ip, "ns-b", Ct);
+        Assert.True(sawFailure);
+        Assert.Equal(MoveOutcomeKind.Moved, outcome.Kind);
+        Assert.Equal(1, _fake.Posts);
+    }
+
+    private sealed class AfterResponse(Func<HttpResponseMessage, Task> inspect) : DelegatingHandler
+    {
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var response = await base.SendAsync(request, cancellationToken);
+            await response.Content.LoadIntoBufferAsync(cancellationToken);
+            await inspect(response);
+            return response;
+        }
+    }
+
     private sealed class BeforePost(Action action) : DelegatingHandler
     {
         protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
