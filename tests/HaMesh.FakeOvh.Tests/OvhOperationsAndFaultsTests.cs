@@ -179,6 +179,19 @@ public sealed class OvhOperationsAndFaultsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ConsumerKeyPendingValidation_403NotValid_InvalidCredentials_NoPost()
+    {
+        var fake = await FakeOvhHost.StartAsync(pendingConsumerKeys: ["pending-ck"]);
+        _extra.Add(fake);
+        var client = new OvhClient(_http, fake.BaseUrl, new OvhCredentials("ak", "as", "pending-ck"), TimeProvider.System, _events, () => 0.5);
+        var ex = await Assert.ThrowsAsync<OvhException>(() => client.GetRoutedToAsync(Ip, Ct));
+        Assert.Equal(OvhErrorKind.InvalidCredentials, ex.Kind);
+        Assert.Contains("This credential is not valid", ex.Message);
+        await Assert.ThrowsAsync<OvhException>(() => Provider(client).EnsureRoutedAsync(Ip, "ns-b", Ct));
+        Assert.Equal(0, fake.Posts);
+    }
+
+    [Fact]
     public async Task InvalidDestination_400_FailedWithOvhMessage_OnePost()
     {
         var outcome = await Provider(Client()).EnsureRoutedAsync(Ip, "ns-unknown", Ct);
