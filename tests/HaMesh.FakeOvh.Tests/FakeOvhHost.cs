@@ -47,7 +47,8 @@ public sealed class FakeOvhHost : IAsyncDisposable
         string applicationKey = "ak",
         string consumerKey = "ck",
         ILoggerProvider? logs = null,
-        TimeProvider? time = null)
+        TimeProvider? time = null,
+        IReadOnlyList<string>? pendingConsumerKeys = null)
     {
         time ??= TimeProvider.System;
         var state = new FakeOvhState(time, taskDuration ?? TimeSpan.FromMilliseconds(300), null);
@@ -73,7 +74,7 @@ public sealed class FakeOvhHost : IAsyncDisposable
         }
 
         var app = builder.Build();
-        var api = new FakeOvhApi(state, new FakeOvhOptions(applicationKey, secret, consumerKey, rules ?? AllRules, rateLimit, TimeSpan.FromSeconds(120)), time);
+        var api = new FakeOvhApi(state, new FakeOvhOptions(applicationKey, secret, consumerKey, rules ?? AllRules, rateLimit, TimeSpan.FromSeconds(120)) { PendingConsumerKeys = pendingConsumerKeys ?? [] }, time);
         api.Map(app);
         await app.StartAsync();
         return new FakeOvhHost(app, state, api, certificate);

@@ -179,6 +179,19 @@ public sealed class OvhOperationsAndFaultsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ConsumerKeyPendingValidation_403NotValid_InvalidCredentials_NoPost()
+    {
+        var fake = await FakeOvhHost.StartAsync(pendingConsumerKeys: ["pending-ck"]);
+        _extra.Add(fake);
+        var client = new OvhClient(_http, fake.BaseUrl, new OvhCredentials("ak", "as", "pending-ck"), TimeProvider.System, _events, () => 0.5);
+        var ex = await Assert.ThrowsAsync<OvhException>(() => client.GetRoutedToAsync(Ip, Ct));
+        Assert.Equal(OvhErrorKind.InvalidCredentials, ex.Kind);
+        Assert.Contains("This credential is not valid", ex.Message);
+        await Assert.ThrowsAsync<OvhException>(() => Provider(client).EnsureRoutedAsync(Ip, "ns-b", Ct));
+        Assert.Equal(0, fake.Posts);
+    }
+
+    [Fact]
     public async Task InvalidDestination_400_FailedWithOvhMessage_OnePost()
     {
         var outcome = await Provider(Client()).EnsureRoutedAsync(Ip, "ns-unknown", Ct);
@@ -318,6 +331,91 @@ public sealed class OvhOperationsAndFaultsTests : IAsyncLifetime
         var ips = await Client().ListIpsAsync(Ct, routedTo: "héllo wörld/x");
         Assert.Empty(ips);
         Assert.Contains(_fake.Api.Requests, r => r == "GET /1.0/ip?routedTo.serviceName=h%C3%A9llo%20w%C3%B6rld%2Fx");
+    }
+
+    [Fact]
+    public async Task SameDestinationRace_400AlreadyRouted_ReReadShowsTheTarget_Success()
+    {
+        // Another coordinator's move to the same target completes between our read and our POST (spec §10 case 25).
+        var clock = new FakeTimeProvider(TimeProvider.System.GetUtcNow());
+        var fake = await FakeOvhHost.StartAsync(time: clock);
+        _extra.Add(fake);
+        using var racing = new HttpClient(new BeforePost(() =>
+        {
+            fake.State.Move(Ip, "ns-b");
+            clock.Advance(TimeSpan.FromSeconds(1));
+            fake.State.Advance();
+        }) { InnerHandler = new HttpClientHandler() });
+        var outcome = await Provider(Client(fake, racing)).EnsureRoutedAsync(Ip, "ns-b", Ct);
+        Assert.Equal(MoveOutcomeKind.Moved, outcome.Kind);
+        Assert.Equal(1, fake.Posts);
+        Assert.Contains(_events.List(0), e => e.Record.Kind == "OvhCall" && e.Record.Message.Contains("IP is already routed to this service", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task RuleOnIpAlone_DoesNotGrantIpObject_403NotGranted()
+    {
+        var fake = await ExtraAsync(rules: [("GET", "/ip")]);
+        var client = Client(fake);
+        Assert.Single(await client.ListIpsAsync(Ct));
+        var ex = await Assert.ThrowsAsync<OvhException>(() => client.GetRoutedToAsync(Ip, Ct));
+        Assert.Equal(OvhErrorKind.NotGranted, ex.Kind);
+    }
+
+    [Fact]
+    public async Task AdminEndpoint_FaultsAtRunTime_StateDumped()
+    {
+        using var set = new StringContent("""{"http500":1}""", Encoding.UTF8, "application/json");
+        using var posted = await _http.PostAsync(new Uri(_fake.App.Urls.First() + "/admin/faults"), set, Ct);
+        Assert.True(posted.IsSuccessStatusCode);
+        Assert.Equal(1, _fake.State.Faults.Http500);
+        var dump = await _http.GetStringAsync(new Uri(_fake.App.Urls.First() + "/admin/state"), Ct);
+        Assert.Equal("ns-a", Field(Field(dump, "ips")!, Ip));
+    }
+
+    [Fact]
+    public async Task TaskEndsOvhErrorButTheIpMovedAnyway_ReReadDecides_Success()
+    {
+        // spec §10 case 27: the task we follow fails, yet the route names the target (another task did it).
+        _fake.State.Faults = new Faults { FailTasks = "ovhError" };
+        var sawFailure = false;
+        using var http = new HttpClient(new AfterResponse(async response =>
+        {
+            if (!sawFailure && response.RequestMessage!.RequestUri!.AbsolutePath.Contains("/task/", StringComparison.Ordinal)
+                && (await response.Content.ReadAsStringAsync(Ct)).Contains("\"ovhError\"", StringComparison.Ordinal))
+            {
+                sawFailure = true;
+                _fake.State.Seed("""{"ips":{"203.0.113.10/32":"ns-b"},"servers":[]}""");
+            }
+        }) { InnerHandler = new HttpClientHandler() });
+        var outcome = await Provider(Client(http: http)).EnsureRoutedAsync(Ip, "ns-b", Ct);
+        Assert.True(sawFailure);
+        Assert.Equal(MoveOutcomeKind.Moved, outcome.Kind);
+        Assert.Equal(1, _fake.Posts);
+    }
+
+    private sealed class AfterResponse(Func<HttpResponseMessage, Task> inspect) : DelegatingHandler
+    {
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var response = await base.SendAsync(request, cancellationToken);
+            await response.Content.LoadIntoBufferAsync(cancellationToken);
+            await inspect(response);
+            return response;
+        }
+    }
+
+    private sealed class BeforePost(Action action) : DelegatingHandler
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            if (request.Method == HttpMethod.Post)
+            {
+                action();
+            }
+
+            return base.SendAsync(request, cancellationToken);
+        }
     }
 
     // ---- the fake's checks, with hand-made requests ----

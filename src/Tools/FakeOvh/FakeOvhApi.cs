@@ -8,7 +8,11 @@ using Microsoft.AspNetCore.Http.Features;
 
 namespace HaMesh.FakeOvh;
 
-public sealed record FakeOvhOptions(string ApplicationKey, string ApplicationSecret, string ConsumerKey, IReadOnlyList<(string Method, string Path)> Rules, int RateLimitPerMinute, TimeSpan TimestampWindow);
+public sealed record FakeOvhOptions(string ApplicationKey, string ApplicationSecret, string ConsumerKey, IReadOnlyList<(string Method, string Path)> Rules, int RateLimitPerMinute, TimeSpan TimestampWindow)
+{
+    /// <summary>Consumer keys created but not validated yet (or expired): 403 INVALID_CREDENTIAL "This credential is not valid".</summary>
+    public IReadOnlyList<string> PendingConsumerKeys { get; init; } = [];
+}
 
 /// <summary>
 /// The fake OVH API v1 over real HTTP (specs/ovh-api.md): verifies every signature against the raw
@@ -111,6 +115,11 @@ public sealed class FakeOvhApi(FakeOvhState state, FakeOvhOptions options, TimeP
         if (ck.Length == 0)
         {
             return await Error(context, 401, "You must login first", null);
+        }
+
+        if (options.PendingConsumerKeys.Contains(ck))
+        {
+            return await Error(context, 403, "This credential is not valid", "INVALID_CREDENTIAL");
         }
 
         if (ck != options.ConsumerKey)
