@@ -89,7 +89,9 @@ internal sealed class ExecutorHarness : IAsyncDisposable
             services.AddSingleton<IAgentCommands>(Agents);
             services.AddSingleton<ICloudIpProvider>(sp => new OvhCloudIpProvider(
                 new OvhClient(_http, ovhBase, new OvhCredentials("ak", "as", "ck"), Time, sp.GetRequiredService<IEventSink>(), () => 0.5),
-                sp.GetRequiredService<IEventSink>(), Time, TimeSpan.FromSeconds(5), TimeSpan.FromMinutes(10)));
+                // poll interval zero: the move workflow re-reads OVH at once instead of waiting on the fake
+                // clock, which these tests advance only for the steps they are about
+                sp.GetRequiredService<IEventSink>(), Time, TimeSpan.Zero, TimeSpan.FromMinutes(10)));
         });
     }
 
