@@ -79,7 +79,7 @@ public static class Demo
             var killedAt = clock.GetTimestamp();
             a.Kill();
             standA.HostDown();
-            var completed = await WaitForAsync(events, e => e.Kind is "FailoverCompleted" or "OperationFailed", Say, ct);
+            var completed = await WaitForAsync(events, e => (e.Kind.StartsWith("Failover", StringComparison.Ordinal) && e.Attributes.GetValueOrDefault("terminal") == "true") || e.Kind == "OperationFailed", Say, ct);
             Say(string.Create(CultureInfo.InvariantCulture, $"=== failover done {clock.GetElapsedTime(killedAt).TotalMilliseconds:0} ms after the kill: {completed.Message}"));
             await output.WriteLineAsync(await HameshctlAsync(cport, ct));
 

@@ -288,6 +288,43 @@ public sealed class OperationExecutorTests
     }
 
     [Fact]
+    public async Task Resume_FailoverNotPromotedAndOldPrimaryBackOnDrbd_AbandonedWithoutPromoteOrPost()
+    {
+        await using var h = await ExecutorHarness.StartAsync(TimeSpan.Zero);
+        h.Bootstrap("a");
+        // a crash right after generation 2 was persisted: b never got the Promote; a is back and connected to b
+        h.Store.AdvanceGeneration("db", 1, "b", new EventRecord("FailoverStarted", "test", "db", "b"), isFailover: true,
+            new OperationPlan("crashed0002", OperationKinds.Failover, "db", "a", "b", 0, "test", false, false).ToRecord(OperationPhases.Started, CoordinatorTestHostT0));
+        await h.CrashCoordinatorAsync();
+        await h.StartCoordinatorAsync();
+        var done = await h.WaitForTerminalAsync("crashed0002", Ct);
+
+        Assert.Equal("FailoverAbandoned", done.Record.Kind);
+        Assert.Contains("the old primary is back", done.Record.Message);
+        Assert.Empty(h.Agents.Calls);
+        Assert.Equal(0, h.Posts);
+        Assert.Empty(h.Store.PendingOperations());
+    }
+
+    [Fact]
+    public async Task ForcePromote_RecordedPrimaryNotDrbdPrimary_ForcedAtNextGeneration()
+    {
+        await using var h = await ExecutorHarness.StartAsync(TimeSpan.Zero);
+        h.Bootstrap("a");
+        h.Agents.Nodes["a"].Role = DrbdRole.Secondary;
+        h.Agents.Nodes["a"].Disk = DiskState.Consistent;
+        h.Agents.Nodes["b"].Down = true;
+        h.Report("a");
+
+        var result = await h.Host!.Client.ForcePromoteAsync(new ForcePromoteRequest { Resource = "db", Generation = 1, Node = "a", IUnderstandDataLoss = true }, cancellationToken: Ct);
+        var done = await h.WaitForTerminalAsync(result.OperationId, Ct);
+
+        Assert.Equal("ForcePromoteCompleted", done.Record.Kind);
+        Assert.Equal(["Promote a@2!"], h.Agents.Calls);
+        Assert.Equal(0, h.Posts);
+    }
+
+    [Fact]
     public async Task DecisionLoop_StandAloneSecondary_SplitBrainEventWithExactRecoveryCommands()
     {
         await using var h = await ExecutorHarness.StartAsync(TimeSpan.Zero);
