@@ -341,5 +341,23 @@ public sealed class OperationExecutorTests
         Assert.DoesNotContain(h.Agents.Calls, c => c.StartsWith("Demote b", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task DecisionLoop_StandAloneSecondaryWithDiscardPolicy_DemotedDiscardingItsChangesAndRejoined()
+    {
+        await using var h = await ExecutorHarness.StartAsync(TimeSpan.Zero, o => o.Resources[0].SplitBrainPolicy = Shared.Configuration.SplitBrainPolicy.DiscardOldPrimary);
+        h.Bootstrap("a");
+        h.Agents.Nodes["a"].Connection = ConnectionState.StandAlone;
+        h.Agents.Nodes["b"].Connection = ConnectionState.StandAlone;
+        h.Report("a", "b");
+
+        await h.Host!.Get<DecisionLoop>().TickAsync(Ct);
+        var rejoined = await h.WaitForEventAsync(e => e.Record.Kind == "Rejoined", Ct);
+
+        Assert.NotEmpty(h.Agents.Calls);
+        Assert.All(h.Agents.Calls, c => Assert.Equal("Demote b@1 discard", c)); // the victim only; never the primary
+        Assert.Contains("divergent changes discarded", rejoined.Record.Message);
+        Assert.DoesNotContain(h.Host.Get<IEventLog>().List(0), e => e.Record.Kind == "SplitBrain");
+    }
+
     private static readonly DateTimeOffset CoordinatorTestHostT0 = Testing.Hosts.CoordinatorTestHost.T0;
 }
