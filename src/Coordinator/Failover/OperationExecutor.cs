@@ -101,7 +101,11 @@ public sealed partial class OperationExecutor(
             }
             catch (Exception ex) when (ex is RpcException or OperationCanceledException or InvalidOperationException or HttpRequestException or Ovh.OvhException)
             {
-                await EventAsync(new EventRecord("OperationFailed", $"{slot.Kind} {slot.Id} for {slot.Resource}: {ex.Message}", slot.Resource, Severity: EventSeverity.Critical));
+                // An unexpected failure ends the operation (and its in-flight record, if it has one) with the reason.
+                store.CompleteOperation(slot.Id, new EventRecord("OperationFailed", $"{slot.Kind} {slot.Id} for {slot.Resource}: {ex.Message}", slot.Resource, Severity: EventSeverity.Critical)
+                {
+                    Attributes = new Dictionary<string, string>(StringComparer.Ordinal) { ["operation"] = slot.Id, ["kind"] = slot.Kind, ["outcome"] = "failed", ["terminal"] = "true" },
+                });
                 return false;
             }
             finally
@@ -316,6 +320,12 @@ public sealed partial class OperationExecutor(
         }
 
         var promoted = role == DrbdRole.Primary && generation >= plan.Generation;
+        var peerPrimary = target?.Drbd?.Peers.FirstOrDefault(p => p.ConnectionState == ConnectionState.Connected && p.PeerRole == DrbdRole.Primary);
+        if (!promoted && !plan.DemoteFirst && peerPrimary is not null)
+        {
+            return await FinishAsync(plan, "Abandoned", $"after a coordinator restart: {seen}, and it is connected to a Primary peer ({peerPrimary.PeerName}): the old primary is back; not promoting over it. The decision loop re-decides from fresh reports", EventSeverity.Critical, clock, ok: false);
+        }
+
         if (!promoted && !plan.Force && disk != DiskState.UpToDate)
         {
             var reasserted = phase == OperationPhases.Started ? await ReassertAsync(plan, ct) : "the decision loop re-decides from fresh reports";

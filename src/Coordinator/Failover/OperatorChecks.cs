@@ -18,7 +18,7 @@ public static class OperatorChecks
     public static string? SwitchoverRefusal(ClusterView view, HaOptions options, MonoTime now, string resource, string target)
     {
         ArgumentNullException.ThrowIfNull(view);
-        if (Common(view, options, now, resource, target, out var r, out var facts) is { } refusal)
+        if (Common(view, options, now, resource, target, force: false, out var r, out var facts) is { } refusal)
         {
             return refusal;
         }
@@ -61,7 +61,7 @@ public static class OperatorChecks
     public static string? ForcePromoteRefusal(ClusterView view, HaOptions options, MonoTime now, string resource, string target)
     {
         ArgumentNullException.ThrowIfNull(view);
-        return Common(view, options, now, resource, target, out _, out _);
+        return Common(view, options, now, resource, target, force: true, out _, out _);
     }
 
     /// <summary>Whether the recorded primary is reachable now (a force-promote then demotes it first).</summary>
@@ -72,7 +72,8 @@ public static class OperatorChecks
         return r is { Primary.Length: > 0 } && view.Node(r.Primary) is { } n && FailoverPolicy.IsFresh(n, options, now);
     }
 
-    private static string? Common(ClusterView view, HaOptions options, MonoTime now, string resource, string target, out ResourceFacts r, out NodeResourceFacts facts)
+    // force: a force-promote may (re)promote the recorded primary when it is not DRBD Primary (e.g. its disk is not UpToDate, so the loop holds).
+    private static string? Common(ClusterView view, HaOptions options, MonoTime now, string resource, string target, bool force, out ResourceFacts r, out NodeResourceFacts facts)
     {
         r = view.Resources.First(x => x.Resource == resource);
         facts = new NodeResourceFacts(DrbdRole.Unknown, DiskState.Unknown, ConnectionState.Unknown, DrbdRole.Unknown, 0, null, false);
@@ -81,7 +82,7 @@ public static class OperatorChecks
             return $"an operation for {resource} is already in flight";
         }
 
-        if (r.Primary == target && r.Generation > 0)
+        if (r.Primary == target && r.Generation > 0 && !(force && view.Node(target)?.For(resource)?.Role is not DrbdRole.Primary))
         {
             return string.Create(CultureInfo.InvariantCulture, $"{target} is already the primary of {resource} at generation {r.Generation}");
         }

@@ -61,7 +61,7 @@ internal sealed class ExecutorHarness : IAsyncDisposable
 
     public int Posts => Api.Requests.Count(r => r.StartsWith("POST ", StringComparison.Ordinal));
 
-    public static async Task<ExecutorHarness> StartAsync(TimeSpan taskDuration)
+    public static async Task<ExecutorHarness> StartAsync(TimeSpan taskDuration, Action<HaMeshOptions>? configure = null)
     {
         var time = new FakeTimeProvider(CoordinatorTestHost.T0);
         var state = new FakeOvhState(time, taskDuration, null);
@@ -74,6 +74,7 @@ internal sealed class ExecutorHarness : IAsyncDisposable
         api.Map(app);
         await app.StartAsync();
         var harness = new ExecutorHarness(time, state, api, app);
+        configure?.Invoke(harness.Options);
         await harness.StartCoordinatorAsync();
         return harness;
     }

@@ -288,6 +288,43 @@ public sealed class OperationExecutorTests
     }
 
     [Fact]
+    public async Task Resume_FailoverNotPromotedAndOldPrimaryBackOnDrbd_AbandonedWithoutPromoteOrPost()
+    {
+        await using var h = await ExecutorHarness.StartAsync(TimeSpan.Zero);
+        h.Bootstrap("a");
+        // a crash right after generation 2 was persisted: b never got the Promote; a is back and connected to b
+        h.Store.AdvanceGeneration("db", 1, "b", new EventRecord("FailoverStarted", "test", "db", "b"), isFailover: true,
+            new OperationPlan("crashed0002", OperationKinds.Failover, "db", "a", "b", 0, "test", false, false).ToRecord(OperationPhases.Started, CoordinatorTestHostT0));
+        await h.CrashCoordinatorAsync();
+        await h.StartCoordinatorAsync();
+        var done = await h.WaitForTerminalAsync("crashed0002", Ct);
+
+        Assert.Equal("FailoverAbandoned", done.Record.Kind);
+        Assert.Contains("the old primary is back", done.Record.Message);
+        Assert.Empty(h.Agents.Calls);
+        Assert.Equal(0, h.Posts);
+        Assert.Empty(h.Store.PendingOperations());
+    }
+
+    [Fact]
+    public async Task ForcePromote_RecordedPrimaryNotDrbdPrimary_ForcedAtNextGeneration()
+    {
+        await using var h = await ExecutorHarness.StartAsync(TimeSpan.Zero);
+        h.Bootstrap("a");
+        h.Agents.Nodes["a"].Role = DrbdRole.Secondary;
+        h.Agents.Nodes["a"].Disk = DiskState.Consistent;
+        h.Agents.Nodes["b"].Down = true;
+        h.Report("a");
+
+        var result = await h.Host!.Client.ForcePromoteAsync(new ForcePromoteRequest { Resource = "db", Generation = 1, Node = "a", IUnderstandDataLoss = true }, cancellationToken: Ct);
+        var done = await h.WaitForTerminalAsync(result.OperationId, Ct);
+
+        Assert.Equal("ForcePromoteCompleted", done.Record.Kind);
+        Assert.Equal(["Promote a@2!"], h.Agents.Calls);
+        Assert.Equal(0, h.Posts);
+    }
+
+    [Fact]
     public async Task DecisionLoop_StandAloneSecondary_SplitBrainEventWithExactRecoveryCommands()
     {
         await using var h = await ExecutorHarness.StartAsync(TimeSpan.Zero);
@@ -302,6 +339,24 @@ public sealed class OperationExecutorTests
         Assert.Equal(EventSeverity.Critical, alert.Record.Severity);
         Assert.Contains("on b: drbdadm disconnect r0; drbdadm secondary r0; drbdadm connect --discard-my-data r0; then on a: drbdadm connect r0", alert.Record.Message);
         Assert.DoesNotContain(h.Agents.Calls, c => c.StartsWith("Demote b", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task DecisionLoop_StandAloneSecondaryWithDiscardPolicy_DemotedDiscardingItsChangesAndRejoined()
+    {
+        await using var h = await ExecutorHarness.StartAsync(TimeSpan.Zero, o => o.Resources[0].SplitBrainPolicy = Shared.Configuration.SplitBrainPolicy.DiscardOldPrimary);
+        h.Bootstrap("a");
+        h.Agents.Nodes["a"].Connection = ConnectionState.StandAlone;
+        h.Agents.Nodes["b"].Connection = ConnectionState.StandAlone;
+        h.Report("a", "b");
+
+        await h.Host!.Get<DecisionLoop>().TickAsync(Ct);
+        var rejoined = await h.WaitForEventAsync(e => e.Record.Kind == "Rejoined", Ct);
+
+        Assert.NotEmpty(h.Agents.Calls);
+        Assert.All(h.Agents.Calls, c => Assert.Equal("Demote b@1 discard", c)); // the victim only; never the primary
+        Assert.Contains("divergent changes discarded", rejoined.Record.Message);
+        Assert.DoesNotContain(h.Host.Get<IEventLog>().List(0), e => e.Record.Kind == "SplitBrain");
     }
 
     private static readonly DateTimeOffset CoordinatorTestHostT0 = Testing.Hosts.CoordinatorTestHost.T0;

@@ -135,6 +135,31 @@ public sealed class SqliteStoreTests : IDisposable
     }
 
     [Fact]
+    public void AdvanceGeneration_WithOperation_RecordedAtTheNewGenerationInTheSameCommit()
+    {
+        using (var store = SqliteStore.Open(PathOf(), _time))
+        {
+            store.AdvanceGeneration("db", 0, "a", Event("Bootstrap"), isFailover: false);
+            var (generation, started) = store.AdvanceGenerationWithEvent("db", 1, "a", Event("SwitchoverStarted"), isFailover: false,
+                new OperationRecord("op-2", "db", "switchover", "b", 0, "started", T0, "{}"));
+            Assert.Equal(2UL, generation);
+            Assert.Equal(2UL, started.Record.Generation);
+        }
+
+        using var reopened = SqliteStore.Open(PathOf(), _time);
+        var op = Assert.Single(reopened.PendingOperations());
+        Assert.Equal(("op-2", 2UL), (op.Id, op.Generation));
+        Assert.Equal("a", reopened.GetResource("db").PrimaryNode);
+        reopened.SetPrimary("db", 2, "b", Event("PrimaryHandedOver"));
+        Assert.Throws<InvalidOperationException>(() => reopened.SetPrimary("db", 1, "a", Event("Stale")));
+        var end = reopened.CompleteOperation("op-2", Event("SwitchoverCompleted"));
+        Assert.Equal("b", reopened.GetResource("db").PrimaryNode);
+        Assert.Empty(reopened.PendingOperations());
+        Assert.Equal("SwitchoverCompleted", reopened.List(end.Sequence - 1).Single().Record.Kind);
+        Assert.DoesNotContain(reopened.List(0), e => e.Record.Kind == "Stale");
+    }
+
+    [Fact]
     public void Open_GarbageFile_RefusedWithClearMessageAndFileKept()
     {
         File.WriteAllBytes(PathOf(), [.. Enumerable.Range(0, 4096).Select(i => (byte)(i * 7))]);
