@@ -82,10 +82,17 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
     {
         var c = await StartAsync();
         var g = (await c.ResourceAsync(Ct)).Generation;
+        var probe = c.StartClientProbe();
+        await c.WithinAsync(probe.WaitForLineAsync("ok a ", TimeSpan.FromSeconds(60), Ct), "the client in C answered by a through the failover IP", Ct);
         var from = c.Events.Count;
 
+        var killedAt = TimeProvider.System.GetUtcNow();
         c.CrashNode("a");
         var outcome = await c.WithinAsync(c.Events.WaitForAsync(IsFailoverOutcome, from, Ct), "failover outcome after killing a", Ct);
+        var lost = LabCluster.ProbeTime(await c.WithinAsync(probe.WaitForLineAsync("fail ", TimeSpan.FromSeconds(60), Ct), "the client lost a", Ct));
+        var restored = LabCluster.ProbeTime(await c.WithinAsync(probe.WaitForLineAsync("ok b ", TimeSpan.FromSeconds(60), Ct), "the client in C answered by b through the failover IP", Ct));
+        TestContext.Current.TestOutputHelper?.WriteLine($"client in C: lost a {(lost - killedAt).TotalMilliseconds:0} ms after the kill, answered by b {(restored - killedAt).TotalMilliseconds:0} ms after the kill");
+        Assert.True(restored > lost, "the client was answered by b before it lost a");
 
         Assert.True(outcome.Kind == "FailoverCompleted", $"{outcome.Kind}: {outcome.Message}\n{c.Report()}");
         Assert.Equal(("b", g + 1), (outcome.Node, outcome.Generation));
