@@ -108,6 +108,31 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PrimaryHostAllLinksDown_SelfFences_FailsOverToB_ComesBackNotPrimary()
+    {
+        var c = await StartAsync();
+        var g = (await c.ResourceAsync(Ct)).Generation;
+        var from = c.Events.Count;
+
+        await c.HostLinksDownAsync("a", Ct);
+        var outcome = await c.WithinAsync(c.Events.WaitForAsync(IsFailoverOutcome, from, Ct), "failover outcome after a lost all links", Ct);
+        Assert.True(outcome.Kind == "FailoverCompleted", $"{outcome.Kind}: {outcome.Message}\n{c.Report()}");
+        Assert.Equal(("b", g + 1), (outcome.Node, outcome.Generation));
+        Assert.Equal(NetnsLab.Address("b"), await c.RouteViaAsync("c", Ct));
+        // a, cut off from both grantors, lets its lease run out and fences itself (services, mount, DRBD, IP alias)
+        await c.WithinAsync(c.Agent("a").WaitForLineAsync("Self-fenced db", TimeSpan.FromSeconds(60), Ct), "a self-fences", Ct);
+
+        from = c.Events.Count;
+        await c.HostLinksUpAsync("a", Ct);
+        await c.WithinAsync(c.Events.WaitForAsync(e => e.Kind == "NodeReachable" && e.Node == "a", from, Ct), "NodeReachable a after its links came back", Ct);
+        var a = (await c.AgentClient("a").GetStatusAsync(new GetStatusRequest(), cancellationToken: Ct)).Resources.Single();
+        Assert.True(a.Drbd.Role != DrbdRole.Primary, $"a is still {a.Drbd.Role} (lease {a.Lease.State}) after losing its lease\n{c.Report()}");
+        Assert.False(await c.HasAliasAsync("a", Ct), "a kept the failover IP alias after self-fencing");
+        await AssertPrimaryWithLeaseAsync(c, "b", "after a came back");
+        AssertInvariants(c);
+    }
+
+    [Fact]
     public async Task WitnessPrimaryCut_NoFailoverForTenLeasePeriods_ThenReachableAgain()
     {
         var c = await StartAsync();

@@ -219,6 +219,33 @@ public sealed class LabCluster : IAsyncDisposable
     }
 
     /// <summary>
+    /// The host stays up but loses every link (eth0 down): its agent keeps running and must self-fence;
+    /// its DRBD no longer reaches the peer (the stand-ins model the replication link by the host's up file).
+    /// </summary>
+    public async Task HostLinksDownAsync(string node, CancellationToken ct)
+    {
+        await Lab.LinkDownAsync(node, ct);
+        _drbd[node].HostDown();
+        foreach (var (n, s) in _drbd)
+        {
+            if (n != node)
+            {
+                s.Refresh();
+            }
+        }
+    }
+
+    public async Task HostLinksUpAsync(string node, CancellationToken ct)
+    {
+        _drbd[node].HostUp();
+        await Lab.LinkUpAsync(node, ct);
+        foreach (var s in _drbd.Values)
+        {
+            s.Refresh();
+        }
+    }
+
+    /// <summary>
     /// The crashed host boots again: DRBD comes up Secondary with nothing mounted and no service
     /// running (as after a reboot), its peer sees it again, and its agent starts.
     /// </summary>
