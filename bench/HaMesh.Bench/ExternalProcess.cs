@@ -49,6 +49,14 @@ public sealed class ExternalProcess : IDisposable
         throw new InvalidOperationException("process ended before printing " + text);
     }
 
+    /// <summary>Forgets the lines printed so far (so the next wait only sees what happens from now on).</summary>
+    public void Drain()
+    {
+        while (_lines.Reader.TryRead(out _))
+        {
+        }
+    }
+
     public void Kill()
     {
         if (!_process.HasExited)

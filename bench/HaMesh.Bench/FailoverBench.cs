@@ -35,7 +35,7 @@ public static class FailoverBench
         var failures = new List<string>();
         var rss = new List<double>();
         await using var cluster = await LabCluster.StartAsync(taskSeconds, ct, o => o.Cluster.Timings.MinFailoverInterval = TimeSpan.FromSeconds(1));
-        await using var probe = DaemonProcess.StartIn(cluster.Lab.Ns("c"), "probe", typeof(Probe).Assembly.Location, ["probe", "--target", $"{LabCluster.FailoverIp.Split('/')[0]}:{LabCluster.AgentPort}"]);
+        await using var probe = DaemonProcess.StartIn(cluster.Lab.Ns("c"), "probe", DaemonProcess.Dll("src/Tools/Lab", "hamesh-lab"), ["probe", "--target", $"{LabCluster.FailoverIp.Split('/')[0]}:{LabCluster.AgentPort}"]);
         await probe.WaitForLineAsync("ok a ", TimeSpan.FromSeconds(60), ct);
         var (primary, standby) = ("a", "b");
         for (var run = 1; run <= runs && !ct.IsCancellationRequested; run++)

@@ -82,10 +82,17 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
     {
         var c = await StartAsync();
         var g = (await c.ResourceAsync(Ct)).Generation;
+        var probe = c.StartClientProbe();
+        await c.WithinAsync(probe.WaitForLineAsync("ok a ", TimeSpan.FromSeconds(60), Ct), "the client in C answered by a through the failover IP", Ct);
         var from = c.Events.Count;
 
+        var killedAt = TimeProvider.System.GetUtcNow();
         c.CrashNode("a");
         var outcome = await c.WithinAsync(c.Events.WaitForAsync(IsFailoverOutcome, from, Ct), "failover outcome after killing a", Ct);
+        var lost = LabCluster.ProbeTime(await c.WithinAsync(probe.WaitForLineAsync("fail ", TimeSpan.FromSeconds(60), Ct), "the client lost a", Ct));
+        var restored = LabCluster.ProbeTime(await c.WithinAsync(probe.WaitForLineAsync("ok b ", TimeSpan.FromSeconds(60), Ct), "the client in C answered by b through the failover IP", Ct));
+        TestContext.Current.TestOutputHelper?.WriteLine($"client in C: lost a {(lost - killedAt).TotalMilliseconds:0} ms after the kill, answered by b {(restored - killedAt).TotalMilliseconds:0} ms after the kill");
+        Assert.True(restored > lost, "the client was answered by b before it lost a");
 
         Assert.True(outcome.Kind == "FailoverCompleted", $"{outcome.Kind}: {outcome.Message}\n{c.Report()}");
         Assert.Equal(("b", g + 1), (outcome.Node, outcome.Generation));
@@ -97,6 +104,31 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         Assert.Equal(NetnsLab.Address("b"), await c.RouteViaAsync("w", Ct));
         Assert.True(await c.HasAliasAsync("b", Ct), "b has no failover IP alias");
         await AssertPrimaryWithLeaseAsync(c, "b", "after the failover");
+        AssertInvariants(c);
+    }
+
+    [Fact]
+    public async Task PrimaryHostAllLinksDown_SelfFences_FailsOverToB_ComesBackNotPrimary()
+    {
+        var c = await StartAsync();
+        var g = (await c.ResourceAsync(Ct)).Generation;
+        var from = c.Events.Count;
+
+        await c.HostLinksDownAsync("a", Ct);
+        var outcome = await c.WithinAsync(c.Events.WaitForAsync(IsFailoverOutcome, from, Ct), "failover outcome after a lost all links", Ct);
+        Assert.True(outcome.Kind == "FailoverCompleted", $"{outcome.Kind}: {outcome.Message}\n{c.Report()}");
+        Assert.Equal(("b", g + 1), (outcome.Node, outcome.Generation));
+        Assert.Equal(NetnsLab.Address("b"), await c.RouteViaAsync("c", Ct));
+        // a, cut off from both grantors, lets its lease run out and fences itself (services, mount, DRBD, IP alias)
+        await c.WithinAsync(c.Agent("a").WaitForLineAsync("Self-fenced db", TimeSpan.FromSeconds(60), Ct), "a self-fences", Ct);
+
+        from = c.Events.Count;
+        await c.HostLinksUpAsync("a", Ct);
+        await c.WithinAsync(c.Events.WaitForAsync(e => e.Kind == "NodeReachable" && e.Node == "a", from, Ct), "NodeReachable a after its links came back", Ct);
+        var a = (await c.AgentClient("a").GetStatusAsync(new GetStatusRequest(), cancellationToken: Ct)).Resources.Single();
+        Assert.True(a.Drbd.Role != DrbdRole.Primary, $"a is still {a.Drbd.Role} (lease {a.Lease.State}) after losing its lease\n{c.Report()}");
+        Assert.False(await c.HasAliasAsync("a", Ct), "a kept the failover IP alias after self-fencing");
+        await AssertPrimaryWithLeaseAsync(c, "b", "after a came back");
         AssertInvariants(c);
     }
 

@@ -1,11 +1,14 @@
 using HaMesh.Lab;
 
-return args is ["demo", ..]
-    ? await Demo.RunAsync(Console.Out, CancellationToken.None)
-    : Usage();
+return args switch
+{
+    ["demo", ..] => await Demo.RunAsync(Console.Out, CancellationToken.None),
+    ["probe", "--target", var target] => await Probe.RunAsync(target, CancellationToken.None),
+    _ => Usage(),
+};
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: hamesh-lab demo");
+    Console.Error.WriteLine("usage: hamesh-lab demo | hamesh-lab probe --target HOST:PORT");
     return 2;
 }

@@ -31,6 +31,7 @@ public sealed class LabCluster : IAsyncDisposable
     private readonly Dictionary<string, GrpcChannel> _agentChannels = new(StringComparer.Ordinal);
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(10) };
     private GrpcChannel? _channel;
+    private IReadOnlyDictionary<string, string> _agentEnvironment = new Dictionary<string, string>();
 
     private LabCluster(NetnsLab lab, string dir, HaMeshOptions options, string config)
     {
@@ -59,7 +60,7 @@ public sealed class LabCluster : IAsyncDisposable
     public static string ServiceName(string node) => node == "a" ? "ns1.ip-1-2-3.eu" : "ns2.ip-1-2-3.eu";
 
     /// <summary>Builds the namespaces and starts OVH, coordinator and both agents; returns once both nodes reported and the IP was verified on a.</summary>
-    public static async Task<LabCluster> StartAsync(double ovhTaskSeconds, CancellationToken ct, Action<HaMeshOptions>? configure = null)
+    public static async Task<LabCluster> StartAsync(double ovhTaskSeconds, CancellationToken ct, Action<HaMeshOptions>? configure = null, IReadOnlyDictionary<string, string>? agentEnvironment = null)
     {
         var lab = await NetnsLab.CreateAsync(ct);
         var dir = System.IO.Directory.CreateTempSubdirectory("hamesh-lab-").FullName;
@@ -82,7 +83,7 @@ public sealed class LabCluster : IAsyncDisposable
         options.Agent.DrbdVersion = "drbd84";
         configure?.Invoke(options);
         var config = ClusterFiles.Write(dir, options);
-        var cluster = new LabCluster(lab, dir, options, config);
+        var cluster = new LabCluster(lab, dir, options, config) { _agentEnvironment = agentEnvironment ?? new Dictionary<string, string>() };
         try
         {
             await cluster.StartAllAsync(ovhTaskSeconds, ct);
@@ -193,6 +194,11 @@ public sealed class LabCluster : IAsyncDisposable
         var env = _drbd[node].AgentEnvironment(node, AgentPort);
         env["HaMesh__Agent__Listen"] = $"http://0.0.0.0:{AgentPort}";
         env["HaMesh__Agent__Commands__Ip"] = "/usr/sbin/ip";
+        foreach (var (k, v) in _agentEnvironment)
+        {
+            env[k] = v;
+        }
+
         var agent = Track(DaemonProcess.StartIn(Lab.Ns(node), "agent-" + node, DaemonProcess.Dll("src/Agent", "hamesh-agent"), ["--config", ConfigPath], Quiet(env)));
         _agents[node] = agent;
         return agent;
@@ -209,6 +215,33 @@ public sealed class LabCluster : IAsyncDisposable
             {
                 s.Refresh(); // the survivor's DRBD notices the lost peer (its /proc/drbd shows WFConnection)
             }
+        }
+    }
+
+    /// <summary>
+    /// The host stays up but loses every link (eth0 down): its agent keeps running and must self-fence;
+    /// its DRBD no longer reaches the peer (the stand-ins model the replication link by the host's up file).
+    /// </summary>
+    public async Task HostLinksDownAsync(string node, CancellationToken ct)
+    {
+        await Lab.LinkDownAsync(node, ct);
+        _drbd[node].HostDown();
+        foreach (var (n, s) in _drbd)
+        {
+            if (n != node)
+            {
+                s.Refresh();
+            }
+        }
+    }
+
+    public async Task HostLinksUpAsync(string node, CancellationToken ct)
+    {
+        _drbd[node].HostUp();
+        await Lab.LinkUpAsync(node, ct);
+        foreach (var s in _drbd.Values)
+        {
+            s.Refresh();
         }
     }
 
@@ -230,6 +263,18 @@ public sealed class LabCluster : IAsyncDisposable
 
         return StartAgent(node);
     }
+
+    /// <summary>
+    /// The client in namespace C (hamesh-lab probe): pings through the failover IP every 20 ms and prints
+    /// "ok NODE UNIXMS" / "fail UNIXMS REASON" whenever the answer changes.
+    /// </summary>
+    public DaemonProcess StartClientProbe() =>
+        Track(DaemonProcess.StartIn(Lab.Ns("c"), "client-probe", DaemonProcess.Dll("src/Tools/Lab", "hamesh-lab"),
+            ["probe", "--target", $"{FailoverIp.Split('/')[0]}:{AgentPort}"]));
+
+    /// <summary>The time stamp of a probe line ("ok b 1764620000123").</summary>
+    public static DateTimeOffset ProbeTime(string line) =>
+        DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[line.StartsWith("ok", StringComparison.Ordinal) ? 2 : 1], CultureInfo.InvariantCulture));
 
     /// <summary>An AgentService client from the test process (through the host port on the bridge).</summary>
     public AgentService.AgentServiceClient AgentClient(string node)

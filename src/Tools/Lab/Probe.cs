@@ -3,7 +3,7 @@ using Grpc.Core;
 using Grpc.Net.Client;
 using HaMesh.Protocol.V1;
 
-namespace HaMesh.Bench;
+namespace HaMesh.Lab;
 
 /// <summary>
 /// The client in namespace C: AgentService.Ping through the failover IP every 20 ms (250 ms deadline,
