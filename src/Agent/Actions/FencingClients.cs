@@ -18,7 +18,7 @@ public interface IFencingClients
 /// cannot be reached, ask the peer's agent to outdate itself. Exit code 4 (fenced) only when one of
 /// them confirmed; 1 otherwise, so DRBD keeps I/O frozen and the lease decides.
 /// </summary>
-public sealed class FencingClients(IOptions<HaMeshOptions> options) : IFencingClients, IDisposable
+public sealed class FencingClients(IOptions<HaMeshOptions> options, Reporting.StatusCollector collector) : IFencingClients, IDisposable
 {
     private readonly HaMeshOptions _options = options.Value;
     private readonly Lazy<Grpc.Net.Client.GrpcChannel> _coordinator = new(() => GrpcChannels.Create(options.Value.Coordinator.Address, options.Value.Cluster.Timings));
@@ -33,7 +33,7 @@ public sealed class FencingClients(IOptions<HaMeshOptions> options) : IFencingCl
         try
         {
             var reply = await new CoordinatorService.CoordinatorServiceClient(_coordinator.Value).FencePeerAsync(
-                new FencePeerRequest { Resource = resource, Generation = generation, RequestingNode = _options.Agent.Node, PeerNode = peer },
+                new FencePeerRequest { Resource = resource, Generation = generation, RequestingNode = _options.Agent.Node, PeerNode = peer, AfterReportSequence = collector.CurrentSequence },
                 deadline: RpcDeadline.In(deadline), cancellationToken: cancellationToken);
             return reply.Outcome switch
             {

@@ -17,7 +17,12 @@ public sealed class StatusCollector(
     TimeProvider time)
 {
     private readonly HaMeshOptions _options = options.Value;
-    private long _sequence;
+    // Starts from the wall clock in microseconds so a restarted agent's reports still sort after the ones it
+    // sent before (the coordinator compares them with a fence request's after_report_sequence).
+    private long _sequence = time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
+
+    /// <summary>The sequence of the last report built (or being built); the next one is larger.</summary>
+    public ulong CurrentSequence => (ulong)Interlocked.Read(ref _sequence);
 
     /// <summary>The last status built (null before the first); Ping answers from it.</summary>
     public NodeStatus? Latest { get; private set; }

@@ -35,10 +35,11 @@ public sealed class ClusterViewBuilder(IOptions<HaMeshOptions> options, NodeRegi
                     peer?.PeerRole ?? DrbdRole.Unknown,
                     r.Generation,
                     r.PeerContactAge?.ToTimeSpan(),
-                    r.Drbd?.Present ?? false);
+                    r.Drbd?.Present ?? false,
+                    peer?.PeerDiskState ?? DiskState.Unknown);
             }
 
-            return new NodeFacts(n.Name, At(entry.LastSeenTimestamp), At(entry.LastGrantTimestamp), facts);
+            return new NodeFacts(n.Name, At(entry.LastSeenTimestamp), At(entry.LastGrantTimestamp), facts) { ReportSequence = entry.LastReport?.Sequence ?? 0 };
         }).ToList();
         var resources = _options.Resources.Select(r =>
         {
@@ -47,6 +48,7 @@ public sealed class ClusterViewBuilder(IOptions<HaMeshOptions> options, NodeRegi
                 record.LastFailoverAt is { } at ? Now - (time.GetUtcNow() - at) : null,
                 record.OutdatedNodes, inFlight.Contains(r.Name), r.PreferredNode, r.SplitBrainPolicy == SplitBrainPolicy.DiscardOldPrimary)
             {
+                OutdatedMarks = record.OutdatedMarks,
                 IpRoutes = r.FailoverIps.ToDictionary(ip => ip, ip => routes.Get(ip)?.RoutedToNode is { Length: > 0 } node ? node : null, StringComparer.Ordinal),
             };
         }).ToList();

@@ -30,13 +30,17 @@ public sealed class FencingRecorder(SqliteStore store)
 
         if (record.OutdatedNodes.TryGetValue(request.PeerNode, out var at) && at >= request.Generation)
         {
+            // The link broke again: only reports after this request may prove the peer resynced.
+            store.MarkOutdated(request.Resource, request.PeerNode, at, new EventRecord(
+                "PeerOutdated", $"{request.PeerNode} is still recorded outdated at generation {at}; {request.RequestingNode} fenced it again (DRBD replication link lost)",
+                request.Resource, request.PeerNode, at, EventSeverity.Warning), request.RequestingNode, request.AfterReportSequence);
             return new FencePeerResponse { Outcome = FenceOutcome.PeerAlreadyOutdated, Generation = record.Generation, Message = $"{request.PeerNode} already recorded outdated at generation {at}" };
         }
 
         store.MarkOutdated(request.Resource, request.PeerNode, request.Generation, new EventRecord(
             "PeerOutdated",
             $"{request.PeerNode} recorded outdated at generation {request.Generation} on request of {request.RequestingNode} (DRBD replication link lost); it will not be promoted automatically until it is UpToDate again",
-            request.Resource, request.PeerNode, request.Generation, EventSeverity.Warning));
+            request.Resource, request.PeerNode, request.Generation, EventSeverity.Warning), request.RequestingNode, request.AfterReportSequence);
         return new FencePeerResponse { Outcome = FenceOutcome.PeerOutdated, Generation = Math.Max(record.Generation, request.Generation), Message = $"{request.PeerNode} recorded outdated" };
     }
 

@@ -7,7 +7,11 @@ public sealed record ResourceRecord(
     string PrimaryNode,
     bool Maintenance,
     DateTimeOffset? LastFailoverAt,
-    IReadOnlyDictionary<string, ulong> OutdatedNodes);
+    IReadOnlyDictionary<string, ulong> OutdatedNodes)
+{
+    /// <summary>Per outdated node: the generation, the requester and the requester's report sequence when it asked.</summary>
+    public IReadOnlyDictionary<string, Shared.Failover.OutdatedMark> OutdatedMarks { get; init; } = new Dictionary<string, Shared.Failover.OutdatedMark>(StringComparer.Ordinal);
+}
 
 /// <summary>An operation (failover, switchover, ...) that was started and not yet finished: resumed or abandoned after a restart.</summary>
 public sealed record OperationRecord(

@@ -13,7 +13,7 @@ namespace HaMesh.Coordinator.Store;
 /// </summary>
 public sealed class SqliteStore : IEventLog, IDisposable
 {
-    private const int SchemaVersion = 1;
+    private const int SchemaVersion = 2;
     private readonly Lock _lock = new();
     private readonly SqliteConnection _db;
     private readonly TimeProvider _time;
@@ -70,6 +70,20 @@ public sealed class SqliteStore : IEventLog, IDisposable
             }
 
             var version = Convert.ToInt32(Scalar(db, "SELECT value FROM meta WHERE key='schema_version';"), CultureInfo.InvariantCulture);
+            if (version == 1)
+            {
+                // v1 → v2: outdated marks gain their provenance. Marks from v1 have none, so they never clear
+                // automatically (the safe side: the node is not promoted until an operator acts).
+                using var tx = db.BeginTransaction();
+                Exec(db, """
+                    ALTER TABLE outdated ADD COLUMN requester TEXT NOT NULL DEFAULT '';
+                    ALTER TABLE outdated ADD COLUMN after_sequence INTEGER NOT NULL DEFAULT 0;
+                    UPDATE meta SET value = '2' WHERE key = 'schema_version';
+                    """);
+                tx.Commit();
+                version = 2;
+            }
+
             if (version != SchemaVersion)
             {
                 throw new StoreException($"store '{path}' has schema version {version}; this coordinator understands {SchemaVersion}");
@@ -186,17 +200,21 @@ public sealed class SqliteStore : IEventLog, IDisposable
         Notify();
     }
 
-    /// <summary>Records <paramref name="node"/> outdated at <paramref name="generation"/> (DRBD fencing, design §4.1); durable on return.</summary>
-    public void MarkOutdated(string resource, string node, ulong generation, EventRecord record)
+    /// <summary>
+    /// Records <paramref name="node"/> outdated at <paramref name="generation"/> (DRBD fencing, design §4.1)
+    /// on request of <paramref name="requester"/>, whose last report then was <paramref name="afterReportSequence"/>;
+    /// durable on return. A later request replaces the provenance (it is the stricter one).
+    /// </summary>
+    public void MarkOutdated(string resource, string node, ulong generation, EventRecord record, string requester = "", ulong afterReportSequence = 0)
     {
         ArgumentNullException.ThrowIfNull(record);
         lock (_lock)
         {
             using var tx = _db.BeginTransaction();
             Exec(_db, """
-                INSERT INTO outdated(resource, node, generation) VALUES ($r, $n, $g)
-                ON CONFLICT(resource, node) DO UPDATE SET generation = MAX(generation, $g);
-                """, ("$r", resource), ("$n", node), ("$g", (long)generation));
+                INSERT INTO outdated(resource, node, generation, requester, after_sequence) VALUES ($r, $n, $g, $q, $s)
+                ON CONFLICT(resource, node) DO UPDATE SET generation = MAX(generation, $g), requester = $q, after_sequence = MAX(after_sequence, $s);
+                """, ("$r", resource), ("$n", node), ("$g", (long)generation), ("$q", requester), ("$s", unchecked((long)afterReportSequence)));
             InsertEvent(record, _time.GetUtcNow());
             tx.Commit();
         }
@@ -365,16 +383,18 @@ public sealed class SqliteStore : IEventLog, IDisposable
         }
 
         var outdated = new Dictionary<string, ulong>(StringComparer.Ordinal);
-        using (var cmd = Command(_db, "SELECT node, generation FROM outdated WHERE resource = $r;", ("$r", resource)))
+        var marks = new Dictionary<string, Shared.Failover.OutdatedMark>(StringComparer.Ordinal);
+        using (var cmd = Command(_db, "SELECT node, generation, requester, after_sequence FROM outdated WHERE resource = $r;", ("$r", resource)))
         using (var r = cmd.ExecuteReader())
         {
             while (r.Read())
             {
                 outdated[r.GetString(0)] = (ulong)r.GetInt64(1);
+                marks[r.GetString(0)] = new Shared.Failover.OutdatedMark((ulong)r.GetInt64(1), r.GetString(2), unchecked((ulong)r.GetInt64(3)));
             }
         }
 
-        return new ResourceRecord(resource, generation, primary, maintenance, lastFailover, outdated);
+        return new ResourceRecord(resource, generation, primary, maintenance, lastFailover, outdated) { OutdatedMarks = marks };
     }
 
     private static void CreateSchema(SqliteConnection db)
@@ -383,7 +403,7 @@ public sealed class SqliteStore : IEventLog, IDisposable
         Exec(db, """
             CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
             CREATE TABLE resources(name TEXT PRIMARY KEY, generation INTEGER NOT NULL, primary_node TEXT NOT NULL, maintenance INTEGER NOT NULL, last_failover_ms INTEGER);
-            CREATE TABLE outdated(resource TEXT NOT NULL, node TEXT NOT NULL, generation INTEGER NOT NULL, PRIMARY KEY(resource, node));
+            CREATE TABLE outdated(resource TEXT NOT NULL, node TEXT NOT NULL, generation INTEGER NOT NULL, requester TEXT NOT NULL DEFAULT '', after_sequence INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(resource, node));
             CREATE TABLE operations(id TEXT PRIMARY KEY, resource TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, generation INTEGER NOT NULL, phase TEXT NOT NULL, started_ms INTEGER NOT NULL, state TEXT NOT NULL);
             CREATE TABLE events(seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, kind TEXT NOT NULL, resource TEXT NOT NULL, node TEXT NOT NULL, generation INTEGER NOT NULL, severity TEXT NOT NULL, message TEXT NOT NULL, attributes TEXT NOT NULL);
             """);

@@ -32,7 +32,8 @@ public sealed record NodeResourceFacts(
     DrbdRole PeerRole,
     ulong Generation,
     TimeSpan? PeerContactAge,
-    bool DrbdPresent = true);
+    bool DrbdPresent = true,
+    DiskState PeerDisk = DiskState.Unspecified);
 
 // PeerContactAge: the node's own measure, at report time, of how long ago it last heard from its peer
 // agent (or since its own start, when never). Null means the node does not say: it then casts no vote.
@@ -40,8 +41,18 @@ public sealed record NodeResourceFacts(
 /// <summary>What the coordinator knows of one node: when it last heard from it, last granted it a lease, and its reported facts per resource.</summary>
 public sealed record NodeFacts(string Node, MonoTime? LastReportAt, MonoTime? LastGrantAt, IReadOnlyDictionary<string, NodeResourceFacts> Resources)
 {
+    /// <summary>The sequence of the node's last report (increases with every report, across agent restarts).</summary>
+    public ulong ReportSequence { get; init; }
+
     public NodeResourceFacts? For(string resource) => Resources.TryGetValue(resource, out var r) ? r : null;
 }
+
+/// <summary>
+/// A node recorded outdated by DRBD fencing: at which generation, on whose request (the primary whose
+/// replication link broke) and after which of the requester's reports. Only a later report of the
+/// requester can prove the peer resynced: earlier ones may describe the link before it broke.
+/// </summary>
+public sealed record OutdatedMark(ulong Generation, string Requester, ulong AfterReportSequence);
 
 /// <summary>The coordinator's persisted facts about one resource, plus what is running for it now.</summary>
 public sealed record ResourceFacts(
@@ -55,6 +66,9 @@ public sealed record ResourceFacts(
     string PreferredNode,
     bool DiscardOldPrimaryOnSplitBrain = false)
 {
+    /// <summary>Who asked for each outdated mark and after which of its reports (see <see cref="OutdatedMark"/>); a mark without it never clears automatically.</summary>
+    public IReadOnlyDictionary<string, OutdatedMark> OutdatedMarks { get; init; } = new Dictionary<string, OutdatedMark>(StringComparer.Ordinal);
+
     /// <summary>Per failover IP, the node OVH routes it to as last read or confirmed (null: unknown or elsewhere).</summary>
     public IReadOnlyDictionary<string, string?> IpRoutes { get; init; } = new Dictionary<string, string?>(StringComparer.Ordinal);
 }

@@ -98,19 +98,28 @@ public static class FailoverPolicy
     }
 
     /// <summary>
-    /// Design §4.1: the outdated mark clears when the node resyncs to UpToDate. Only DRBD's own word
-    /// counts: the node reports UpToDate while connected to the recorded primary (a resync target
-    /// reports Inconsistent until it is done), so the mark never clears on a stale or partial picture.
+    /// Design §4.1: the outdated mark clears when the node has resynced to UpToDate. Only the DRBD of the
+    /// primary that asked for the fence may say so, and only in a report it built after asking (its
+    /// sequence is larger than the mark's): a report from before the link broke, still in flight or
+    /// still the latest one the coordinator holds, says "connected, UpToDate" about the past. The node
+    /// itself must agree (UpToDate and connected). A mark without that provenance never clears here.
     /// </summary>
     private static IEnumerable<Decision> Resynced(ResourceFacts r, List<NodeFacts> fresh)
     {
-        foreach (var n in fresh.Where(n => n.Node != r.Primary && r.Outdated.ContainsKey(n.Node)))
+        foreach (var n in fresh.Where(n => n.Node != r.Primary))
         {
-            if (n.For(r.Resource) is { DrbdPresent: true, Disk: DiskState.UpToDate, PeerConnection: ConnectionState.Connected, PeerRole: DrbdRole.Primary }
-                && fresh.Any(p => p.Node == r.Primary && p.For(r.Resource) is { Role: DrbdRole.Primary, PeerConnection: ConnectionState.Connected }))
+            if (!r.OutdatedMarks.TryGetValue(n.Node, out var mark) || mark.Requester != r.Primary)
             {
-                yield return new Decision.ClearOutdated(r.Resource, n.Node, r.Outdated[n.Node],
-                    $"{n.Node} is UpToDate and connected to the primary {r.Primary} again: its outdated mark (generation {r.Outdated[n.Node]}) is cleared");
+                continue;
+            }
+
+            var fencer = fresh.FirstOrDefault(p => p.Node == mark.Requester);
+            if (fencer is not null && fencer.ReportSequence > mark.AfterReportSequence
+                && fencer.For(r.Resource) is { Role: DrbdRole.Primary, PeerConnection: ConnectionState.Connected, PeerDisk: DiskState.UpToDate }
+                && n.For(r.Resource) is { DrbdPresent: true, Disk: DiskState.UpToDate, PeerConnection: ConnectionState.Connected })
+            {
+                yield return new Decision.ClearOutdated(r.Resource, n.Node, mark.Generation,
+                    $"{n.Node} is UpToDate and connected to the primary {r.Primary}, which reports it UpToDate since the fence: its outdated mark (generation {mark.Generation}) is cleared");
             }
         }
     }

@@ -106,6 +106,47 @@ public sealed class SqliteStoreTests : IDisposable
     }
 
     [Fact]
+    public void OutdatedMarks_KeepWhoAskedAndAfterWhichReport_ALaterFenceRaisesIt()
+    {
+        using (var store = SqliteStore.Open(PathOf(), _time))
+        {
+            store.MarkOutdated("db", "b", 5, Event("PeerOutdated"), "a", 1000);
+            store.MarkOutdated("db", "b", 5, Event("PeerOutdated"), "a", 2000);
+        }
+
+        using var reopened = SqliteStore.Open(PathOf(), _time);
+        Assert.Equal(new Shared.Failover.OutdatedMark(5, "a", 2000), reopened.GetResource("db").OutdatedMarks["b"]);
+    }
+
+    [Fact]
+    public void SchemaVersion1Store_MigratedKeepingItsMarks_WithoutProvenance()
+    {
+        using (var db = new SqliteConnection($"Data Source={PathOf()}"))
+        {
+            db.Open();
+            using var cmd = db.CreateCommand();
+            cmd.CommandText = """
+                CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE resources(name TEXT PRIMARY KEY, generation INTEGER NOT NULL, primary_node TEXT NOT NULL, maintenance INTEGER NOT NULL, last_failover_ms INTEGER);
+                CREATE TABLE outdated(resource TEXT NOT NULL, node TEXT NOT NULL, generation INTEGER NOT NULL, PRIMARY KEY(resource, node));
+                CREATE TABLE operations(id TEXT PRIMARY KEY, resource TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, generation INTEGER NOT NULL, phase TEXT NOT NULL, started_ms INTEGER NOT NULL, state TEXT NOT NULL);
+                CREATE TABLE events(seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, kind TEXT NOT NULL, resource TEXT NOT NULL, node TEXT NOT NULL, generation INTEGER NOT NULL, severity TEXT NOT NULL, message TEXT NOT NULL, attributes TEXT NOT NULL);
+                INSERT INTO meta VALUES ('schema_version', '1');
+                INSERT INTO resources VALUES ('db', 4, 'a', 0, NULL);
+                INSERT INTO outdated VALUES ('db', 'b', 4);
+                """;
+            cmd.ExecuteNonQuery();
+        }
+
+        SqliteConnection.ClearAllPools();
+        using var store = SqliteStore.Open(PathOf(), _time);
+        var r = store.GetResource("db");
+        Assert.Equal((4UL, "a"), (r.Generation, r.PrimaryNode));
+        Assert.Equal(4UL, r.OutdatedNodes["b"]);
+        Assert.Equal(new Shared.Failover.OutdatedMark(4, "", 0), r.OutdatedMarks["b"]);   // no requester: never cleared automatically
+    }
+
+    [Fact]
     public void Maintenance_Persists()
     {
         using (var store = SqliteStore.Open(PathOf(), _time))
