@@ -4,11 +4,13 @@ using Grpc.Core;
 using HaMesh.Coordinator.Cloud;
 using HaMesh.Coordinator.Events;
 using HaMesh.Coordinator.Membership;
+using HaMesh.Coordinator.Metrics;
 using HaMesh.Coordinator.Operations;
 using HaMesh.Coordinator.Store;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Failover;
+using HaMesh.Shared.Hosting;
 using Microsoft.Extensions.Options;
 
 namespace HaMesh.Coordinator.Failover;
@@ -29,7 +31,9 @@ public sealed partial class DecisionLoop(
     FailoverIpVerifier verifier,
     IpRoutingCache routes,
     TimeProvider time,
-    ILogger<DecisionLoop> logger) : BackgroundService
+    ILogger<DecisionLoop> logger,
+    LoopHealth? health = null,
+    CoordinatorMetrics? metrics = null) : BackgroundService
 {
     private readonly HaMeshOptions _options = options.Value;
     private readonly ConcurrentDictionary<string, Task> _inFlight = new(StringComparer.Ordinal);
@@ -41,8 +45,12 @@ public sealed partial class DecisionLoop(
 
     private int _decisions;
 
+    /// <summary>Name under which the loop beats for the systemd watchdog.</summary>
+    public const string HealthName = "decision-loop";
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        health?.Register(HealthName, TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(10).Ticks, _options.Cluster.Timings.Heartbeat.Ticks * 20)));
         while (!stoppingToken.IsCancellationRequested)
         {
             await TickAsync(stoppingToken);
@@ -92,6 +100,9 @@ public sealed partial class DecisionLoop(
             Interlocked.Increment(ref _decisions);
             _inFlight[decision.Resource] = Task.Run(() => RunAsync(decision, detectedAt, ct), CancellationToken.None);
         }
+
+        health?.Beat(HealthName);
+        metrics?.DecisionTick(time.GetElapsedTime(detectedAt));
     }
 
     private async Task RunAsync(Decision decision, long detectedAt, CancellationToken ct)
