@@ -43,6 +43,7 @@ public static class AgentHostingExtensions
         services.AddGrpcReflection();
         services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false).AddCheck<CoordinatorLinkHealthCheck>("coordinator-link");
         services.AddAgentMetrics();
+        services.AddHaMeshWatchdog();
         builder.ConfigureHaMeshKestrel(options.Agent.Listen, options.Agent.MetricsListen);
         return builder;
     }

@@ -6,6 +6,7 @@ using HaMesh.Agent.State;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Grpc;
+using HaMesh.Shared.Hosting;
 using Microsoft.Extensions.Options;
 
 namespace HaMesh.Agent.Lease;
@@ -25,7 +26,8 @@ public sealed partial class PeerLink(
     SelfFence selfFence,
     TimeProvider time,
     ILogger<PeerLink> logger,
-    AgentMetrics? metrics = null) : BackgroundService
+    AgentMetrics? metrics = null,
+    LoopHealth? health = null) : BackgroundService
 {
     private readonly HaMeshOptions _options = options.Value;
     private readonly Dictionary<ulong, long> _sentAt = [];
@@ -33,8 +35,24 @@ public sealed partial class PeerLink(
     private readonly Dictionary<string, long> _leaseUntil = new(StringComparer.Ordinal);
     private ulong _sequence;
 
+    /// <summary>Name under which the lease loop beats for the systemd watchdog.</summary>
+    public const string HealthName = "lease-loop";
+
+    /// <summary>
+    /// The longest a healthy round may take: per resource a peer call (deadline 2 heartbeats), a self-fence
+    /// (its deadline) and the last resort (one command timeout); half as much again, and never under 10 s.
+    /// </summary>
+    public static TimeSpan MaxRoundSilence(HaMeshOptions o)
+    {
+        ArgumentNullException.ThrowIfNull(o);
+        var t = o.Cluster.Timings;
+        var round = t.Heartbeat + (o.Resources.Count * ((2 * t.Heartbeat) + t.SelfFenceDeadline + o.Agent.CommandTimeout));
+        return TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(10).Ticks, round.Ticks * 3 / 2));
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        health?.Register(HealthName, MaxRoundSilence(_options));
         var peer = _options.Nodes.FirstOrDefault(n => n.Name != _options.Agent.Node);
         using var channel = peer is null ? null : GrpcChannels.Create(peer.AgentAddress, _options.Cluster.Timings);
         var client = channel is null ? null : new AgentService.AgentServiceClient(channel);
@@ -47,6 +65,8 @@ public sealed partial class PeerLink(
                 {
                     await TickAsync(resource.Name, client, stoppingToken);
                 }
+
+                health?.Beat(HealthName);
 
                 await Task.Delay(_options.Cluster.Timings.Heartbeat, time, stoppingToken);
             }

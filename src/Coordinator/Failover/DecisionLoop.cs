@@ -1,8 +1,10 @@
 using System.Collections.Concurrent;
 using HaMesh.Coordinator.Events;
+using HaMesh.Coordinator.Metrics;
 using HaMesh.Coordinator.Store;
 using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Failover;
+using HaMesh.Shared.Hosting;
 using Microsoft.Extensions.Options;
 
 namespace HaMesh.Coordinator.Failover;
@@ -19,7 +21,9 @@ public sealed partial class DecisionLoop(
     SqliteStore store,
     OperationExecutor executor,
     TimeProvider time,
-    ILogger<DecisionLoop> logger) : BackgroundService
+    ILogger<DecisionLoop> logger,
+    LoopHealth? health = null,
+    CoordinatorMetrics? metrics = null) : BackgroundService
 {
     private readonly HaMeshOptions _options = options.Value;
     private readonly ConcurrentDictionary<string, (int Failures, long Until)> _backoff = new(StringComparer.Ordinal);
@@ -33,8 +37,12 @@ public sealed partial class DecisionLoop(
     /// <summary>Whether an operation is running for <paramref name="resource"/> (operator calls wait for it).</summary>
     public bool IsBusy(string resource) => executor.Busy.Contains(resource);
 
+    /// <summary>Name under which the loop beats for the systemd watchdog.</summary>
+    public const string HealthName = "decision-loop";
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        health?.Register(HealthName, TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(10).Ticks, _options.Cluster.Timings.Heartbeat.Ticks * 20)));
         executor.ResumePending();
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -89,6 +97,8 @@ public sealed partial class DecisionLoop(
             _ = TrackAsync(decision.Resource, task);
         }
 
+        health?.Beat(HealthName);
+        metrics?.DecisionTick(time.GetElapsedTime(detectedAt));
         return Task.FromResult<IReadOnlyList<Task<bool>>>(started);
     }
 

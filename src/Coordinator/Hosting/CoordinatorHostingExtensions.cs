@@ -53,6 +53,7 @@ public static class CoordinatorHostingExtensions
         services.AddGrpcReflection();
         services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false).AddCheck<ClusterViewHealthCheck>("cluster-view");
         services.AddCoordinatorMetrics();
+        services.AddHaMeshWatchdog();
         builder.ConfigureHaMeshKestrel(options.Coordinator.Listen, options.Coordinator.MetricsListen);
         return builder;
     }
