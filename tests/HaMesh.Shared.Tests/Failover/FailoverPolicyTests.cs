@@ -259,7 +259,7 @@ public sealed class FailoverPolicyTests
     [InlineData(DiskState.Outdated, ConnectionState.Connected, DrbdRole.Primary, DiskState.Outdated)]
     [InlineData(DiskState.UpToDate, ConnectionState.Connecting, DrbdRole.Unknown, DiskState.UpToDate)]         // the node is not connected
     [InlineData(DiskState.UpToDate, ConnectionState.StandAlone, DrbdRole.Unknown, DiskState.UpToDate)]
-    [InlineData(DiskState.UpToDate, ConnectionState.Connected, DrbdRole.Primary, DiskState.DUnknown)]           // the primary does not see it
+    [InlineData(DiskState.UpToDate, ConnectionState.Connected, DrbdRole.Primary, DiskState.Dunknown)]           // the primary does not see it
     [InlineData(DiskState.UpToDate, ConnectionState.Connected, DrbdRole.Primary, DiskState.Inconsistent)]       // the primary still syncs it
     public void Decide_OutdatedNodeNotProvablyResynced_KeepsTheMark(DiskState disk, ConnectionState connection, DrbdRole peerRole, DiskState primarySeesPeer)
     {
