@@ -92,6 +92,21 @@ internal sealed class EventLogMetrics
             _ovhMoves.WithLabels(moveOutcome).Inc();
         }
 
+        // The executor ends every operation with one terminal event carrying its outcome
+        // (completed, aborted, rolledback, routedunverified, failed, abandoned).
+        if (e.Attributes.GetValueOrDefault("terminal") == "true" && e.Attributes.TryGetValue("outcome", out var terminal)
+            && Operations.FirstOrDefault(o => e.Kind.StartsWith(o, StringComparison.Ordinal)) is { } ended)
+        {
+            _outcomes.WithLabels(Label(ended), terminal).Inc();
+            _open.Remove(e.Resource);
+            if (ended == "Failover" && terminal == "completed")
+            {
+                ObservePhases(e);
+            }
+
+            return;
+        }
+
         foreach (var op in Operations)
         {
             if (e.Kind == op + "Started")

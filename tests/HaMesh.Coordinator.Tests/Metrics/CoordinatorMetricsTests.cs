@@ -71,6 +71,27 @@ public sealed class CoordinatorMetricsTests
     }
 
     [Fact]
+    public async Task Scrape_ExecutorTerminalEvents_CountedByTheirOutcome()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var host = await StartAsync();
+        var store = host.Get<SqliteStore>();
+
+        await AppendAsync(store, "SwitchoverStarted");
+        await AppendAsync(store, "SwitchoverRolledBack", attributes: new() { ["terminal"] = "true", ["outcome"] = "rolledback" });
+        await AppendAsync(store, "FailoverStarted");
+        await AppendAsync(store, "FailoverRoutedUnverified", attributes: new() { ["terminal"] = "true", ["outcome"] = "routedunverified" });
+        await AppendAsync(store, "FailoverStarted");
+        await AppendAsync(store, "FailoverCompleted", attributes: new() { ["terminal"] = "true", ["outcome"] = "completed", ["decided_ms"] = "100", ["promoted_ms"] = "300", ["verified_ms"] = "2500" });
+        var text = await ScrapeAsync(host, ct);
+
+        Assert.Contains("hamesh_coordinator_operations_total{operation=\"switchover\",outcome=\"rolledback\"} 1\n", text);
+        Assert.Contains("hamesh_coordinator_operations_total{operation=\"failover\",outcome=\"routedunverified\"} 1\n", text);
+        Assert.Contains("hamesh_coordinator_operations_total{operation=\"failover\",outcome=\"completed\"} 1\n", text);
+        Assert.Contains("hamesh_coordinator_operations_total{operation=\"failover\",outcome=\"failed\"} 0\n", text);
+    }
+
+    [Fact]
     public async Task Scrape_OvhCallEvents_CountLatencyAndErrorsByStatusWithoutIpLabels()
     {
         var ct = TestContext.Current.CancellationToken;
