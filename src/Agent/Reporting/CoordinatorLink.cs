@@ -24,6 +24,8 @@ public sealed partial class CoordinatorLink : BackgroundService
     private readonly ILogger<CoordinatorLink> _logger;
     private readonly Func<CoordinatorService.CoordinatorServiceClient> _clientFactory;
     private readonly ResiliencePipeline _connectPipeline;
+    private readonly Lazy<Grpc.Net.Client.GrpcChannel> _channel;
+    private int _channelsCreated;
     private readonly Channel<AgentMessage> _outbox = Channel.CreateBounded<AgentMessage>(
         new BoundedChannelOptions(256) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
 
@@ -40,6 +42,11 @@ public sealed partial class CoordinatorLink : BackgroundService
         _signal = signal;
         _time = time;
         _logger = logger;
+        _channel = new(() =>
+        {
+            Interlocked.Increment(ref _channelsCreated);
+            return GrpcChannels.Create(_options.Coordinator.Address, _options.Cluster.Timings);
+        });
         _clientFactory = clientFactory ?? CreateClient;
         _connectPipeline = BuildConnectPipeline(time, _options.Cluster.Timings.Heartbeat, OnRetry);
     }
@@ -49,6 +56,9 @@ public sealed partial class CoordinatorLink : BackgroundService
 
     /// <summary>True while a session is established (the coordinator answered the hello).</summary>
     public bool IsConnected { get; private set; }
+
+    /// <summary>gRPC channels created so far: one for the link's whole life, however often it reconnects (tests).</summary>
+    public int ChannelsCreated => Volatile.Read(ref _channelsCreated);
 
     /// <summary>Number of sessions established since start (tests and metrics).</summary>
     public int Sessions { get; private set; }
@@ -202,8 +212,19 @@ public sealed partial class CoordinatorLink : BackgroundService
         return ValueTask.CompletedTask;
     }
 
-    private CoordinatorService.CoordinatorServiceClient CreateClient() =>
-        new(GrpcChannels.Create(_options.Coordinator.Address, _options.Cluster.Timings));
+    // One channel for the link's life: it reconnects by itself, and a channel per attempt leaked a
+    // handler (and its keep-alive timers) on every retry while the coordinator was away.
+    private CoordinatorService.CoordinatorServiceClient CreateClient() => new(_channel.Value);
+
+    public override void Dispose()
+    {
+        if (_channel.IsValueCreated)
+        {
+            _channel.Value.Dispose();
+        }
+
+        base.Dispose();
+    }
 
     private sealed record Session(AsyncDuplexStreamingCall<AgentMessage, CoordinatorMessage> Call);
 

@@ -70,4 +70,44 @@ public sealed class CoordinatorLinkTests
         Assert.False(link.ExecuteTask!.IsCompleted);
         await link.StopAsync(CancellationToken.None);
     }
+
+    [Fact]
+    public async Task Link_CoordinatorAway_RetriesOnOneChannel()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var options = TestConfig.TwoNodes(coordinatorAddress: $"http://127.0.0.1:{HaMesh.Testing.Processes.DaemonProcess.FreePort()}");   // nothing listens
+        var collector = new StatusCollector(Options.Create(options), new FakeDrbdReader(), new FakeHostStateReader(), new AgentLocalState(TimeProvider.System), TimeProvider.System);
+        using var signal = new ReportSignal();
+        var logger = new CountingLogger(attempts: 3);
+        using var link = new CoordinatorLink(Options.Create(options), collector, signal, TimeProvider.System, logger);
+        await link.StartAsync(ct);
+
+        await logger.Reached.WaitAsync(TimeSpan.FromSeconds(30), ct);
+        await link.StopAsync(CancellationToken.None);
+
+        Assert.Equal(0, link.Sessions);
+        Assert.Equal(1, link.ChannelsCreated);
+    }
+
+    /// <summary>Signals once the link logged <c>attempts</c> failed connection attempts (event 1103).</summary>
+    private sealed class CountingLogger(int attempts) : Microsoft.Extensions.Logging.ILogger<CoordinatorLink>
+    {
+        private readonly TaskCompletionSource _reached = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _seen;
+
+        public Task Reached => _reached.Task;
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (eventId.Id == 1103 && Interlocked.Increment(ref _seen) >= attempts)
+            {
+                _reached.TrySetResult();
+            }
+        }
+    }
 }
