@@ -299,4 +299,36 @@ public sealed class PeerLinkLeaseTests : IDisposable
         Assert.Equal(requests, _coordinator.Requests.Count);
         Assert.Equal(LeaseState.NotHeld, Lease.State);
     }
+
+    [Fact]
+    public async Task Loop_RenewsOncePerHeartbeat_OnTheFakeClock()
+    {
+        _peer.AutoAnswer = FakePeer.Grant;
+        using var link = await CreateAsync();
+        await link.StartAsync(Ct);
+        for (var beat = 1; beat <= 4; beat++)
+        {
+            await _time.WaitForTimerAsync(Heartbeat, Ct);
+            Assert.Equal(beat, _coordinator.Requests.Count);
+            Assert.Equal(beat, _peer.Seen.Count);
+            _clock.Advance(Heartbeat);
+        }
+
+        await _time.WaitForTimerAsync(Heartbeat, Ct);
+        await link.StopAsync(Ct);
+        Assert.Equal(5, _coordinator.Requests.Count);
+        Assert.Equal(LeaseState.Held, Lease.State);
+    }
+
+    [Fact]
+    public async Task CoordinatorGrant_ForAnotherResourcesSequence_IsIgnored()
+    {
+        _peer.Down = true;
+        var link = await CreateAsync();
+        await link.TickAsync("db", Ct);
+        var request = Assert.Single(_coordinator.Requests);
+        _coordinator.Grant(new LeaseRequest { Resource = "web", Sequence = request.Sequence });
+        Assert.Equal(LeaseState.NotHeld, _local.GetLease("web").State);
+        Assert.NotEqual(LeaseState.Held, Lease.State);
+    }
 }
