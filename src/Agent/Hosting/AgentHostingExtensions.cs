@@ -35,6 +35,7 @@ public static class AgentHostingExtensions
         services.AddHostedService<PeerLink>();
         services.AddSingleton<CoordinatorLink>();
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorLink>());
+        services.AddSingleton<ILeaseCoordinator>(sp => sp.GetRequiredService<CoordinatorLink>());
         services.AddGrpc(o =>
         {
             o.MaxReceiveMessageSize = GrpcChannels.MaxMessageBytes;

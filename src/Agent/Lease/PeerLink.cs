@@ -21,19 +21,22 @@ public sealed partial class PeerLink(
     IOptions<HaMeshOptions> options,
     AgentLocalState local,
     StatusCollector collector,
-    CoordinatorLink coordinator,
+    ILeaseCoordinator coordinator,
     GenerationStore generations,
     SelfFence selfFence,
     TimeProvider time,
     ILogger<PeerLink> logger,
     AgentMetrics? metrics = null,
-    LoopHealth? health = null) : BackgroundService
+    LoopHealth? health = null,
+    Func<AgentService.AgentServiceClient?>? peerClientFactory = null) : BackgroundService
 {
     private readonly HaMeshOptions _options = options.Value;
-    private readonly Dictionary<ulong, long> _sentAt = [];
+    private readonly Dictionary<ulong, (string Resource, long SentAt)> _sentAt = [];
     private readonly Lock _lock = new();
     private readonly Dictionary<string, long> _leaseUntil = new(StringComparer.Ordinal);
     private ulong _sequence;
+    private AgentService.AgentServiceClient? _peer;
+    private int _subscribed;
 
     /// <summary>Name under which the lease loop beats for the systemd watchdog.</summary>
     public const string HealthName = "lease-loop";
@@ -54,16 +57,16 @@ public sealed partial class PeerLink(
     {
         health?.Register(HealthName, MaxRoundSilence(_options));
         var peer = _options.Nodes.FirstOrDefault(n => n.Name != _options.Agent.Node);
-        using var channel = peer is null ? null : GrpcChannels.Create(peer.AgentAddress, _options.Cluster.Timings);
-        var client = channel is null ? null : new AgentService.AgentServiceClient(channel);
-        coordinator.MessageReceived += OnCoordinatorMessage;
+        using var channel = peer is null || peerClientFactory is not null ? null : GrpcChannels.Create(peer.AgentAddress, _options.Cluster.Timings);
+        _peer = peerClientFactory is not null ? peerClientFactory() : channel is null ? null : new AgentService.AgentServiceClient(channel);
+        Subscribe();
         try
         {
             while (!stoppingToken.IsCancellationRequested)
             {
                 foreach (var resource in _options.Resources)
                 {
-                    await TickAsync(resource.Name, client, stoppingToken);
+                    await TickAsync(resource.Name, stoppingToken);
                 }
 
                 health?.Beat(HealthName);
@@ -74,14 +77,13 @@ public sealed partial class PeerLink(
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
         }
-        finally
-        {
-            coordinator.MessageReceived -= OnCoordinatorMessage;
-        }
     }
 
-    private async Task TickAsync(string resource, AgentService.AgentServiceClient? peer, CancellationToken ct)
+    /// <summary>One heartbeat for <paramref name="resource"/>: request renewals, then enforce the lease (the loop calls it; tests drive it on a fake clock).</summary>
+    public async Task TickAsync(string resource, CancellationToken ct)
     {
+        Subscribe();
+        var peer = _peer ??= peerClientFactory?.Invoke();
         var role = collector.Latest?.Resources.FirstOrDefault(r => r.Resource == resource)?.Drbd?.Role ?? DrbdRole.Unknown;
         var generation = generations.Get(resource);
         var lease = _options.Cluster.Timings.Lease;
@@ -91,7 +93,7 @@ public sealed partial class PeerLink(
         {
             lock (_lock)
             {
-                _sentAt[sequence] = sentAt;
+                _sentAt[sequence] = (resource, sentAt);
                 foreach (var old in _sentAt.Keys.Where(k => k + 64 < sequence).ToList())
                 {
                     _sentAt.Remove(old);
@@ -132,10 +134,25 @@ public sealed partial class PeerLink(
         else
         {
             local.SetLease(resource, LeaseState.NotHeld, null, "");
-            lock (_lock)
-            {
-                _leaseUntil.Remove(resource);
-            }
+            ForgetRequests(resource);
+        }
+    }
+
+    public override void Dispose()
+    {
+        if (Interlocked.Exchange(ref _subscribed, 0) == 1)
+        {
+            coordinator.MessageReceived -= OnCoordinatorMessage;
+        }
+
+        base.Dispose();
+    }
+
+    private void Subscribe()
+    {
+        if (Interlocked.Exchange(ref _subscribed, 1) == 0)
+        {
+            coordinator.MessageReceived += OnCoordinatorMessage;
         }
     }
 
@@ -152,16 +169,16 @@ public sealed partial class PeerLink(
             return;
         }
 
-        long sentAt;
+        (string Resource, long SentAt) sent;
         lock (_lock)
         {
-            if (!_sentAt.TryGetValue(message.LeaseGrant.Sequence, out sentAt))
+            if (!_sentAt.TryGetValue(message.LeaseGrant.Sequence, out sent) || sent.Resource != message.LeaseGrant.Resource)
             {
                 return;
             }
         }
 
-        Extend(message.LeaseGrant.Resource, sentAt, "coordinator");
+        Extend(sent.Resource, sent.SentAt, "coordinator");
     }
 
     private void Extend(string resource, long sentAt, string grantor)
@@ -169,7 +186,9 @@ public sealed partial class PeerLink(
         var until = sentAt + (long)(_options.Cluster.Timings.Lease.TotalSeconds * time.TimestampFrequency);
         lock (_lock)
         {
-            if (!_leaseUntil.TryGetValue(resource, out var current) || until > current)
+            // ">=": a grant for the first request of a fresh Primary ends exactly where the provisional
+            // lease clock does, and must still mark the lease held.
+            if (!_leaseUntil.TryGetValue(resource, out var current) || until >= current)
             {
                 _leaseUntil[resource] = until;
                 local.SetLease(resource, LeaseState.Held, until, grantor);
@@ -201,9 +220,19 @@ public sealed partial class PeerLink(
         var fenced = await selfFence.RunAsync(resource, ct);
         metrics?.SelfFenced(resource, fenced);
         local.SetLease(resource, fenced ? LeaseState.SelfFenced : LeaseState.Expired, null, "");
+        ForgetRequests(resource);
+    }
+
+    /// <summary>A late grant for a request sent before a self-fence (or while not Primary) must not mark the lease held again.</summary>
+    private void ForgetRequests(string resource)
+    {
         lock (_lock)
         {
             _leaseUntil.Remove(resource);
+            foreach (var sequence in _sentAt.Where(kv => kv.Value.Resource == resource).Select(kv => kv.Key).ToList())
+            {
+                _sentAt.Remove(sequence);
+            }
         }
     }
 

@@ -15,7 +15,7 @@ namespace HaMesh.Agent.Reporting;
 /// jittered exponential backoff (Polly.Core) while the coordinator is away; the backoff starts
 /// over after every established session.
 /// </summary>
-public sealed partial class CoordinatorLink : BackgroundService
+public sealed partial class CoordinatorLink : BackgroundService, ILeaseCoordinator
 {
     private readonly HaMeshOptions _options;
     private readonly StatusCollector _collector;
