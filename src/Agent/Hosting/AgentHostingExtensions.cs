@@ -44,7 +44,13 @@ public static class AgentHostingExtensions
         services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false).AddCheck<CoordinatorLinkHealthCheck>("coordinator-link");
         services.AddAgentMetrics();
         services.AddHaMeshWatchdog();
-        builder.ConfigureHaMeshKestrel(options.Agent.Listen, options.Agent.MetricsListen);
+        var tls = HaMesh.Shared.Security.ClusterTls.From(options.Tls);
+        if (tls is not null)
+        {
+            services.AddSingleton(tls);
+        }
+
+        builder.ConfigureHaMeshKestrel(options.Agent.Listen, options.Agent.MetricsListen, tls);
         return builder;
     }
 

@@ -203,7 +203,7 @@ public sealed partial class CoordinatorLink : BackgroundService
     }
 
     private CoordinatorService.CoordinatorServiceClient CreateClient() =>
-        new(GrpcChannels.Create(_options.Coordinator.Address, _options.Cluster.Timings));
+        new(GrpcChannels.Create(_options.Coordinator.Address, _options.Cluster.Timings, _options.Tls));
 
     private sealed record Session(AsyncDuplexStreamingCall<AgentMessage, CoordinatorMessage> Call);
 

@@ -54,7 +54,13 @@ public static class CoordinatorHostingExtensions
         services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false).AddCheck<ClusterViewHealthCheck>("cluster-view");
         services.AddCoordinatorMetrics();
         services.AddHaMeshWatchdog();
-        builder.ConfigureHaMeshKestrel(options.Coordinator.Listen, options.Coordinator.MetricsListen);
+        var tls = HaMesh.Shared.Security.ClusterTls.From(options.Tls);
+        if (tls is not null)
+        {
+            services.AddSingleton(tls);
+        }
+
+        builder.ConfigureHaMeshKestrel(options.Coordinator.Listen, options.Coordinator.MetricsListen, tls);
         return builder;
     }
 
