@@ -196,4 +196,45 @@ public sealed class TlsClusterTests : IAsyncLifetime
             .GetClusterStatusAsync(request, cancellationToken: Ct).ResponseAsync);
         Assert.NotEqual(StatusCode.OK, plain.StatusCode);
     }
+
+    [Fact]
+    public async Task TlsCluster_RoleRules_DeniedPathsGetPermissionDenied_AndAnAuditEvent()
+    {
+        var c = await StartAsync();
+        var viewer = Coordinator(c.CoordinatorAddress, "viewer");
+
+        // a viewer may read, not switch over
+        await viewer.GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: Ct);
+        var switchover = await Assert.ThrowsAsync<RpcException>(() => viewer.SwitchoverAsync(new SwitchoverRequest { Resource = "db", Generation = 1, TargetNode = "b", Reason = "t" }, cancellationToken: Ct).ResponseAsync);
+        Assert.Equal(StatusCode.PermissionDenied, switchover.StatusCode);
+        Assert.Contains("only an operator", switchover.Status.Detail);
+
+        // agent a's certificate speaking for b on the Connect stream
+        var asA = Coordinator(c.CoordinatorAddress, "agent-a");
+        using (var connect = asA.Connect(cancellationToken: Ct))
+        {
+            await connect.RequestStream.WriteAsync(new AgentMessage { Hello = new AgentHello { Node = "b", AgentVersion = "test" } }, Ct);
+            var impersonation = await Assert.ThrowsAsync<RpcException>(async () =>
+            {
+                while (await connect.ResponseStream.MoveNext(Ct))
+                {
+                }
+            });
+            Assert.Equal(StatusCode.PermissionDenied, impersonation.StatusCode);
+            Assert.Contains("own node", impersonation.Status.Detail);
+        }
+
+        // an operator (or anyone but the coordinator) may not promote an agent; reading its status is fine
+        var agentAsOperator = new AgentService.AgentServiceClient(Channel(c.AgentAddressA, Material("operator")));
+        await agentAsOperator.GetStatusAsync(new GetStatusRequest(), cancellationToken: Ct);
+        var promote = await Assert.ThrowsAsync<RpcException>(() => agentAsOperator.PromoteAsync(new PromoteRequest { Resource = "db", Generation = 99, Reason = "t" }, cancellationToken: Ct).ResponseAsync);
+        Assert.Equal(StatusCode.PermissionDenied, promote.StatusCode);
+        Assert.Contains("only the coordinator", promote.Status.Detail);
+
+        // the coordinator audited its denials
+        var events = await Coordinator(c.CoordinatorAddress, "operator").ListEventsAsync(new ListEventsRequest { Limit = 1000 }, cancellationToken: Ct);
+        var denied = events.Events.Where(e => e.Kind == "AccessDenied").Select(e => e.Message).ToList();
+        Assert.Contains(denied, m => m.Contains("Switchover", StringComparison.Ordinal) && m.Contains("viewer", StringComparison.Ordinal));
+        Assert.Contains(denied, m => m.Contains("Connect", StringComparison.Ordinal) && m.Contains("agent/a", StringComparison.Ordinal));
+    }
 }
