@@ -237,4 +237,35 @@ public sealed class TlsClusterTests : IAsyncLifetime
         Assert.Contains(denied, m => m.Contains("Switchover", StringComparison.Ordinal) && m.Contains("viewer", StringComparison.Ordinal));
         Assert.Contains(denied, m => m.Contains("Connect", StringComparison.Ordinal) && m.Contains("agent/a", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public async Task Hameshctl_OverTls_OperatorReadsStatus_ViewerSwitchoverRefused_FromClusterFileOrFlags()
+    {
+        int cport = DaemonProcess.FreePort();
+        var options = Options(cport, DaemonProcess.FreePort(), DaemonProcess.FreePort());
+        var config = ClusterFiles.Write(_dir, options);
+        var coordinator = Own(DaemonProcess.Start("coordinator", DaemonProcess.Dll("src/Coordinator", "hamesh-coordinator"), ["--config", config]));
+        await coordinator.WaitForListeningAsync(Ct);
+        var address = $"https://127.0.0.1:{cport}";
+
+        var ok = await HameshctlAsync("status", "--json", "--coordinator", address, "--cacert", Pem("ca"), "--cert", Pem("operator"), "--key", Key("operator"));
+        Assert.True(ok.Exit == 0, ok.Output);
+        Assert.Contains("\"nodes\"", ok.Output);
+
+        // the cluster file's Tls section (here the coordinator's own certificate) is used when no flags are given
+        var fromFile = await HameshctlAsync("status", "--json", "--config", config);
+        Assert.True(fromFile.Exit == 0, fromFile.Output);
+
+        var denied = await HameshctlAsync("switchover", "db", "--to", "b", "--no-wait", "--coordinator", address, "--cacert", Pem("ca"), "--cert", Pem("viewer"), "--key", Key("viewer"));
+        Assert.Equal(1, denied.Exit);
+        Assert.Contains("PermissionDenied", denied.Output);
+        Assert.Contains("only an operator", denied.Output);
+    }
+
+    private async Task<(int Exit, string Output)> HameshctlAsync(params string[] args)
+    {
+        await using var cli = DaemonProcess.Start("hameshctl", DaemonProcess.Dll("src/Cli", "hameshctl"), args);
+        var exit = await cli.WaitForExitAsync(TimeSpan.FromSeconds(60), Ct);
+        return (exit, cli.Output);
+    }
 }
