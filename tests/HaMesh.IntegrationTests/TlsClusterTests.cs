@@ -160,6 +160,20 @@ public sealed class TlsClusterTests : IAsyncLifetime
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, reply.Status);
         var agentHealth = new Health.HealthClient(Channel(c.AgentAddressA, Material("viewer")));
         Assert.NotEqual(HealthCheckResponse.Types.ServingStatus.Unknown, (await agentHealth.CheckAsync(new HealthCheckRequest(), cancellationToken: Ct)).Status);
+
+        // the DRBD fence-peer handler reaches its agent over TLS with the agent's own certificate; without one it refuses to guess
+        var drbd = new Dictionary<string, string> { ["DRBD_RESOURCE"] = c.Options.Resources[0].DrbdResource };
+        await using (var bare = DaemonProcess.Start("fence-peer", DaemonProcess.Dll("src/FencePeer", "hamesh-fence-peer"), ["fence", "--agent", c.AgentAddressA], drbd))
+        {
+            Assert.Equal(1, await bare.WaitForExitAsync(TimeSpan.FromSeconds(60), Ct));
+            Assert.Contains("pass --cacert", bare.Output);
+        }
+
+        await using var fence = DaemonProcess.Start("fence-peer", DaemonProcess.Dll("src/FencePeer", "hamesh-fence-peer"),
+            ["fence", "--agent", c.AgentAddressA, "--cacert", Pem("ca"), "--cert", Pem("agent-a"), "--key", Key("agent-a")], drbd);
+        await fence.WaitForExitAsync(TimeSpan.FromSeconds(60), Ct);
+        Assert.Contains($"hamesh-fence-peer: {c.Options.Resources[0].DrbdResource}: ", fence.Output);
+        Assert.DoesNotContain("failed (", fence.Output);
     }
 
     [Fact]
