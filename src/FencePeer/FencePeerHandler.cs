@@ -2,12 +2,15 @@ using System.Globalization;
 using Grpc.Core;
 using Grpc.Net.Client;
 using HaMesh.Protocol.V1;
+using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Grpc;
+using HaMesh.Shared.Security;
 
 namespace HaMesh.FencePeer;
 
 /// <summary>
-/// DRBD's fence-peer / unfence-peer handler. Usage: <c>hamesh-fence-peer fence|unfence [--agent URL] [--timeout SECONDS]</c>.
+/// DRBD's fence-peer / unfence-peer handler. Usage: <c>hamesh-fence-peer fence|unfence [--agent URL] [--timeout SECONDS] [--cacert CA --cert CERT --key KEY]</c>.
+/// With an https:// agent (mutual TLS) it presents the given certificate (the agent's own; HAMESH_TLS_CA/CERT/KEY by default).
 /// Reads DRBD_RESOURCE (required) and DRBD_PEER_NODE_ID (optional) from the environment, asks the
 /// local agent (AgentService.FencePeer) and exits with the drbd_exit_code it returns. If the agent
 /// cannot be reached the exit code is 1: DRBD keeps I/O frozen (drbd.md §6).
@@ -21,7 +24,7 @@ internal static class FencePeerHandler
 
     public static async Task<int> RunAsync(string[] args, Func<string, string?> env, TextWriter stderr, CancellationToken cancellationToken)
     {
-        if (!TryParse(args, env, stderr, out var unfence, out var agent, out var timeout))
+        if (!TryParse(args, env, stderr, out var unfence, out var agent, out var timeout, out var tlsFiles))
         {
             return ExitUsage;
         }
@@ -41,9 +44,30 @@ internal static class FencePeerHandler
             return ExitUsage;
         }
 
+        ClusterTls? tls = null;
+        if (agent.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        {
+            if (tlsFiles.Ca is null || tlsFiles.Cert is null || tlsFiles.Key is null)
+            {
+                await stderr.WriteLineAsync($"hamesh-fence-peer: agent {agent} is https://: pass --cacert, --cert and --key (or HAMESH_TLS_CA, HAMESH_TLS_CERT, HAMESH_TLS_KEY); I/O stays frozen").ConfigureAwait(false);
+                return ExitUsage;
+            }
+
+            try
+            {
+                tls = ClusterTls.Load(tlsFiles.Ca, tlsFiles.Cert, tlsFiles.Key);
+            }
+            catch (Exception ex) when (ex is System.Security.Cryptography.CryptographicException or IOException or UnauthorizedAccessException or ArgumentException)
+            {
+                await stderr.WriteLineAsync($"hamesh-fence-peer: cannot load the TLS files ({ex.Message}); I/O stays frozen").ConfigureAwait(false);
+                return ExitFailed;
+            }
+        }
+
+        using var material = tls;
         try
         {
-            using var channel = GrpcChannel.ForAddress(agent);
+            using var channel = tls is null ? GrpcChannel.ForAddress(agent) : GrpcChannels.Create(agent, new TimingOptions(), tls);
             var client = new AgentService.AgentServiceClient(channel);
             var response = await client.FencePeerAsync(
                 new AgentFencePeerRequest { Resource = resource, DrbdResource = resource, PeerNodeId = peerNodeId, Unfence = unfence },
@@ -58,8 +82,9 @@ internal static class FencePeerHandler
         }
     }
 
-    private static bool TryParse(string[] args, Func<string, string?> env, TextWriter stderr, out bool unfence, out string agent, out TimeSpan timeout)
+    private static bool TryParse(string[] args, Func<string, string?> env, TextWriter stderr, out bool unfence, out string agent, out TimeSpan timeout, out (string? Ca, string? Cert, string? Key) tls)
     {
+        tls = (env("HAMESH_TLS_CA"), env("HAMESH_TLS_CERT"), env("HAMESH_TLS_KEY"));
         unfence = false;
         agent = env("HAMESH_AGENT_ADDRESS") is { Length: > 0 } fromEnv ? fromEnv : DefaultAgent;
         timeout = DefaultTimeout;
@@ -70,6 +95,15 @@ internal static class FencePeerHandler
             {
                 case "--agent" when i + 1 < args.Length:
                     agent = args[++i];
+                    break;
+                case "--cacert" when i + 1 < args.Length:
+                    tls.Ca = args[++i];
+                    break;
+                case "--cert" when i + 1 < args.Length:
+                    tls.Cert = args[++i];
+                    break;
+                case "--key" when i + 1 < args.Length:
+                    tls.Key = args[++i];
                     break;
                 case "--timeout" when i + 1 < args.Length:
                     if (!double.TryParse(args[++i], NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) || seconds <= 0)
@@ -85,14 +119,14 @@ internal static class FencePeerHandler
                     break;
                 default:
                     stderr.WriteLine($"hamesh-fence-peer: unexpected argument '{args[i]}'");
-                    stderr.WriteLine("usage: hamesh-fence-peer fence|unfence [--agent URL] [--timeout SECONDS]");
+                    stderr.WriteLine("usage: hamesh-fence-peer fence|unfence [--agent URL] [--timeout SECONDS] [--cacert CA --cert CERT --key KEY]");
                     return false;
             }
         }
 
         if (mode is null)
         {
-            stderr.WriteLine("usage: hamesh-fence-peer fence|unfence [--agent URL] [--timeout SECONDS]");
+            stderr.WriteLine("usage: hamesh-fence-peer fence|unfence [--agent URL] [--timeout SECONDS] [--cacert CA --cert CERT --key KEY]");
             return false;
         }
 

@@ -21,9 +21,9 @@ public interface IFencingClients
 public sealed class FencingClients(IOptions<HaMeshOptions> options, Reporting.StatusCollector collector) : IFencingClients, IDisposable
 {
     private readonly HaMeshOptions _options = options.Value;
-    private readonly Lazy<Grpc.Net.Client.GrpcChannel> _coordinator = new(() => GrpcChannels.Create(options.Value.Coordinator.Address, options.Value.Cluster.Timings));
+    private readonly Lazy<Grpc.Net.Client.GrpcChannel> _coordinator = new(() => GrpcChannels.Create(options.Value.Coordinator.Address, options.Value.Cluster.Timings, options.Value.Tls));
     private readonly Lazy<Grpc.Net.Client.GrpcChannel?> _peer = new(() =>
-        options.Value.Nodes.FirstOrDefault(n => n.Name != options.Value.Agent.Node) is { } p ? GrpcChannels.Create(p.AgentAddress, options.Value.Cluster.Timings) : null);
+        options.Value.Nodes.FirstOrDefault(n => n.Name != options.Value.Agent.Node) is { } p ? GrpcChannels.Create(p.AgentAddress, options.Value.Cluster.Timings, options.Value.Tls) : null);
 
     public async Task<AgentFencePeerResponse> FenceAsync(string resource, ulong generation, CancellationToken cancellationToken)
     {

@@ -1,3 +1,4 @@
+using Grpc.Core;
 using HaMesh.Agent.Actions;
 using HaMesh.Agent.Api;
 using HaMesh.Agent.Drbd;
@@ -8,6 +9,7 @@ using HaMesh.Agent.Reporting;
 using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Grpc;
 using HaMesh.Shared.Hosting;
+using HaMesh.Shared.Security;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace HaMesh.Agent.Hosting;
@@ -36,8 +38,25 @@ public static class AgentHostingExtensions
         services.AddSingleton<CoordinatorLink>();
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorLink>());
         services.AddSingleton<ILeaseCoordinator>(sp => sp.GetRequiredService<CoordinatorLink>());
+        var tls = ClusterTls.From(options.Tls);
+        if (tls is not null)
+        {
+            services.AddSingleton(tls);
+            services.AddSingleton(sp => new RoleContext
+            {
+                LocalNode = options.Agent.Node,
+                ClientCertificate = c => c.GetHttpContext().Connection.ClientCertificate,
+                RemoteAddress = c => c.GetHttpContext().Connection.RemoteIpAddress,
+            });
+        }
+
         services.AddGrpc(o =>
         {
+            if (tls is not null)
+            {
+                o.Interceptors.Add<RoleInterceptor>();
+            }
+
             o.MaxReceiveMessageSize = GrpcChannels.MaxMessageBytes;
             o.MaxSendMessageSize = GrpcChannels.MaxMessageBytes;
         });
@@ -45,7 +64,7 @@ public static class AgentHostingExtensions
         services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false).AddCheck<CoordinatorLinkHealthCheck>("coordinator-link");
         services.AddAgentMetrics();
         services.AddHaMeshWatchdog();
-        builder.ConfigureHaMeshKestrel(options.Agent.Listen, options.Agent.MetricsListen);
+        builder.ConfigureHaMeshKestrel(options.Agent.Listen, options.Agent.MetricsListen, tls);
         return builder;
     }
 

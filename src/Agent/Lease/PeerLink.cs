@@ -57,7 +57,7 @@ public sealed partial class PeerLink(
     {
         health?.Register(HealthName, MaxRoundSilence(_options));
         var peer = _options.Nodes.FirstOrDefault(n => n.Name != _options.Agent.Node);
-        using var channel = peer is null || peerClientFactory is not null ? null : GrpcChannels.Create(peer.AgentAddress, _options.Cluster.Timings);
+        using var channel = peer is null || peerClientFactory is not null ? null : GrpcChannels.Create(peer.AgentAddress, _options.Cluster.Timings, _options.Tls);
         _peer = peerClientFactory is not null ? peerClientFactory() : channel is null ? null : new AgentService.AgentServiceClient(channel);
         Subscribe();
         try

@@ -45,7 +45,7 @@ public sealed partial class CoordinatorLink : BackgroundService, ILeaseCoordinat
         _channel = new(() =>
         {
             Interlocked.Increment(ref _channelsCreated);
-            return GrpcChannels.Create(_options.Coordinator.Address, _options.Cluster.Timings);
+            return GrpcChannels.Create(_options.Coordinator.Address, _options.Cluster.Timings, _options.Tls);
         });
         _clientFactory = clientFactory ?? CreateClient;
         _connectPipeline = BuildConnectPipeline(time, _options.Cluster.Timings.Heartbeat, OnRetry);

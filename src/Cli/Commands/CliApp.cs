@@ -25,7 +25,12 @@ public static class CliApp
         root.Options.Add(config);
         root.Options.Add(timeout);
 
-        var target = new CoordinatorTarget(coordinator, config, timeout);
+        var tls = TlsFlags.Create();
+        root.Options.Add(tls.CaCert);
+        root.Options.Add(tls.Cert);
+        root.Options.Add(tls.Key);
+
+        var target = new CoordinatorTarget(coordinator, config, timeout, tls);
         root.Subcommands.Add(StatusCommand.Create(target, stdout, stderr));
         root.Subcommands.Add(EventsCommand.Create(target, stdout, stderr));
         root.Subcommands.Add(MaintenanceCommand.Create(target, stdout, stderr));
@@ -33,6 +38,7 @@ public static class CliApp
         root.Subcommands.Add(OperationCommands.Switchover(target, stdout, stderr));
         root.Subcommands.Add(OperationCommands.Promote(target, stdout, stderr));
         root.Subcommands.Add(ConfigCommand.Create(stdout, stderr));
+        root.Subcommands.Add(CertsCommand.Create(stdout, stderr));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

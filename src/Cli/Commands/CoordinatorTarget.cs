@@ -3,12 +3,55 @@ using Grpc.Core;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Grpc;
+using HaMesh.Shared.Security;
 
 namespace HaMesh.Cli.Commands;
 
 /// <summary>Resolves which coordinator to call and builds the client.</summary>
-public sealed class CoordinatorTarget(Option<string?> coordinator, Option<string?> config, Option<double> timeout)
+public sealed class CoordinatorTarget(Option<string?> coordinator, Option<string?> config, Option<double> timeout, TlsFlags? tlsFlags = null)
 {
+    /// <summary>
+    /// The TLS material for an https:// address: --cacert/--cert/--key when given, else the cluster file's Tls section;
+    /// null for http://. Returns an error line when an https:// address has no usable material.
+    /// </summary>
+    public (ClusterTls? Tls, string? Error) ResolveTls(ParseResult parse, string address)
+    {
+        ArgumentNullException.ThrowIfNull(parse);
+        if (!address.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        {
+            return (null, null);
+        }
+
+        string? ca = null, cert = null, key = null;
+        if (tlsFlags is not null)
+        {
+            (ca, cert, key) = (parse.GetValue(tlsFlags.CaCert), parse.GetValue(tlsFlags.Cert), parse.GetValue(tlsFlags.Key));
+        }
+
+        if (ca is null && cert is null && key is null)
+        {
+            var path = parse.GetValue(config) ?? Environment.GetEnvironmentVariable(ConfigLoader.PathVariable) ?? ConfigLoader.DefaultPath;
+            if (ConfigLoader.Load(path, ConfigScope.Cluster).Options is { Tls.Insecure: false } options)
+            {
+                (ca, cert, key) = (options.Tls.CaFile, options.Tls.CertificateFile, options.Tls.KeyFile);
+            }
+        }
+
+        if (string.IsNullOrEmpty(ca) || string.IsNullOrEmpty(cert) || string.IsNullOrEmpty(key))
+        {
+            return (null, $"{address} is https://: pass --cacert, --cert and --key (or a --config whose Tls section names them)");
+        }
+
+        try
+        {
+            return (ClusterTls.Load(ca, cert, key), null);
+        }
+        catch (Exception ex) when (ex is System.Security.Cryptography.CryptographicException or IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return (null, $"cannot load the client certificate ({cert}, {key}) or the CA ({ca}): {ex.Message}");
+        }
+    }
+
     /// <summary>The address, or an error line when none can be determined.</summary>
     public (string? Address, string? Error) Resolve(ParseResult parse)
     {
@@ -58,7 +101,15 @@ public sealed class CoordinatorTarget(Option<string?> coordinator, Option<string
             return CliApp.Usage;
         }
 
-        using var channel = GrpcChannels.Create(address, new TimingOptions());
+        var (tls, tlsError) = ResolveTls(parse, address);
+        if (tlsError is not null)
+        {
+            await stderr.WriteLineAsync($"hameshctl: {tlsError}");
+            return CliApp.Usage;
+        }
+
+        using var material = tls;
+        using var channel = GrpcChannels.Create(address, new TimingOptions(), tls);
         try
         {
             return await call(new CoordinatorService.CoordinatorServiceClient(channel));
@@ -68,4 +119,13 @@ public sealed class CoordinatorTarget(Option<string?> coordinator, Option<string
             return CliApp.ReportRpcError(stderr, address, ex);
         }
     }
+}
+
+/// <summary>hameshctl's client-certificate options (recursive on the root command).</summary>
+public sealed record TlsFlags(Option<string?> CaCert, Option<string?> Cert, Option<string?> Key)
+{
+    public static TlsFlags Create() => new(
+        new Option<string?>("--cacert") { Description = "Cluster CA (PEM) for https:// (default: Tls:CaFile of --config)", Recursive = true },
+        new Option<string?>("--cert") { Description = "Client certificate (PEM) with an operator or viewer role", Recursive = true },
+        new Option<string?>("--key") { Description = "Private key (PEM) of --cert", Recursive = true });
 }

@@ -1,3 +1,4 @@
+using Grpc.Core;
 using HaMesh.Coordinator.Api;
 using HaMesh.Coordinator.Events;
 using HaMesh.Coordinator.Failover;
@@ -9,6 +10,7 @@ using HaMesh.Coordinator.Store;
 using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Grpc;
 using HaMesh.Shared.Hosting;
+using HaMesh.Shared.Security;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace HaMesh.Coordinator.Hosting;
@@ -45,8 +47,28 @@ public static class CoordinatorHostingExtensions
         }
         services.AddSingleton<FailureDetector>();
         services.AddHostedService(sp => sp.GetRequiredService<FailureDetector>());
+        var tls = ClusterTls.From(options.Tls);
+        if (tls is not null)
+        {
+            services.AddSingleton(tls);
+            services.AddSingleton(sp => new RoleContext
+            {
+                LocalNode = "",
+                ClientCertificate = c => c.GetHttpContext().Connection.ClientCertificate,
+                RemoteAddress = c => c.GetHttpContext().Connection.RemoteIpAddress,
+                OnDenied = (method, caller, reason, ct) => sp.GetRequiredService<IEventSink>().AppendAsync(
+                    new EventRecord("AccessDenied", $"{method} denied for {caller}: {reason}", Severity: EventSeverity.Warning), ct).AsTask(),
+            });
+        }
+
         services.AddGrpc(o =>
         {
+            if (tls is not null)
+            {
+                o.Interceptors.Add<RoleInterceptor>();
+            }
+
+
             o.MaxReceiveMessageSize = GrpcChannels.MaxMessageBytes;
             o.MaxSendMessageSize = GrpcChannels.MaxMessageBytes;
         });
@@ -54,7 +76,7 @@ public static class CoordinatorHostingExtensions
         services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false).AddCheck<ClusterViewHealthCheck>("cluster-view");
         services.AddCoordinatorMetrics();
         services.AddHaMeshWatchdog();
-        builder.ConfigureHaMeshKestrel(options.Coordinator.Listen, options.Coordinator.MetricsListen);
+        builder.ConfigureHaMeshKestrel(options.Coordinator.Listen, options.Coordinator.MetricsListen, tls);
         return builder;
     }
 

@@ -64,5 +64,5 @@ public sealed class AgentCommandClient(IOptions<HaMeshOptions> options) : IAgent
         _options.FindNode(node)?.AgentAddress ?? throw new RpcException(new Status(StatusCode.InvalidArgument, $"node: '{node}' is not configured"));
 
     private AgentService.AgentServiceClient Client(string address) =>
-        new(_channels.GetOrAdd(address, a => GrpcChannels.Create(a, _options.Cluster.Timings)));
+        new(_channels.GetOrAdd(address, a => GrpcChannels.Create(a, _options.Cluster.Timings, _options.Tls)));
 }

@@ -19,7 +19,7 @@ public static class ConfigValidator
         ValidateCluster(options.Cluster, errors);
         ValidateNodes(options.Nodes, errors);
         ValidateResources(options, errors);
-        ValidateTls(options.Tls, errors);
+        ValidateTls(options, scope, errors);
         if (scope.HasFlag(ConfigScope.Agent))
         {
             ValidateAgent(options, errors);
@@ -211,11 +211,53 @@ public static class ConfigValidator
         }
     }
 
-    private static void ValidateTls(TlsOptions tls, List<ConfigError> errors)
+    private static void ValidateTls(HaMeshOptions options, ConfigScope scope, List<ConfigError> errors)
     {
+        const string key = $"{Root}:Tls";
+        var tls = options.Tls;
         if (!tls.Insecure)
         {
-            errors.Add(new($"{Root}:Tls:Insecure", "mutual TLS is not available in this version; set Insecure to true explicitly (plain-text gRPC, keep it on a private network)"));
+            if (string.IsNullOrWhiteSpace(tls.CaFile) && string.IsNullOrWhiteSpace(tls.CertificateFile) && string.IsNullOrWhiteSpace(tls.KeyFile))
+            {
+                errors.Add(new($"{key}:Insecure", "mutual TLS is on (Insecure is false) but CaFile, CertificateFile and KeyFile are not set: create them with 'hameshctl certs init' and 'hameshctl certs issue', or set Insecure to true explicitly (plain-text gRPC, keep it on a private network)"));
+                return;
+            }
+
+            foreach (var (field, problem) in Security.ClusterTls.Check(tls))
+            {
+                errors.Add(new($"{key}:{field}", problem));
+            }
+        }
+
+        // the scheme of every address follows the mode: https:// with TLS, http:// in insecure mode
+        var scheme = tls.Insecure ? "http" : "https";
+        var mode = tls.Insecure ? "Tls:Insecure is true" : "mutual TLS is on";
+        void Scheme(string value, string field)
+        {
+            foreach (var url in value.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                if (Uri.TryCreate(url, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.Scheme != scheme)
+                {
+                    errors.Add(new(field, $"'{url}' must use {scheme}:// because {mode}"));
+                    return;
+                }
+            }
+        }
+
+        for (var i = 0; i < options.Nodes.Count; i++)
+        {
+            Scheme(options.Nodes[i].AgentAddress, $"{Root}:Nodes:{i}:AgentAddress");
+        }
+
+        if (scope.HasFlag(ConfigScope.Agent))
+        {
+            Scheme(options.Coordinator.Address, $"{Root}:Coordinator:Address");
+            Scheme(options.Agent.Listen, $"{Root}:Agent:Listen");
+        }
+
+        if (scope.HasFlag(ConfigScope.Coordinator))
+        {
+            Scheme(options.Coordinator.Listen, $"{Root}:Coordinator:Listen");
         }
     }
 

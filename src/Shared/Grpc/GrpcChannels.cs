@@ -1,5 +1,6 @@
 using Grpc.Net.Client;
 using HaMesh.Shared.Configuration;
+using HaMesh.Shared.Security;
 
 namespace HaMesh.Shared.Grpc;
 
@@ -13,7 +14,11 @@ public static class GrpcChannels
     /// <summary>Largest message HaMesh components accept or send (status reports are a few KiB).</summary>
     public const int MaxMessageBytes = 4 * 1024 * 1024;
 
-    public static GrpcChannel Create(string address, TimingOptions timings)
+    /// <summary>A channel; with <paramref name="tls"/> not insecure it presents this component's certificate and accepts only a server the cluster CA signed.</summary>
+    public static GrpcChannel Create(string address, TimingOptions timings, TlsOptions? tls = null) =>
+        Create(address, timings, tls is null ? null : ClusterTls.From(tls));
+
+    public static GrpcChannel Create(string address, TimingOptions timings, ClusterTls? tls)
     {
         ArgumentNullException.ThrowIfNull(timings);
         var handler = new SocketsHttpHandler
@@ -25,6 +30,11 @@ public static class GrpcChannels
             EnableMultipleHttp2Connections = true,
             PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
         };
+        if (tls is not null)
+        {
+            handler.SslOptions = tls.ClientOptions();
+        }
+
         return GrpcChannel.ForAddress(address, new GrpcChannelOptions
         {
             HttpHandler = handler,

@@ -1,5 +1,7 @@
 using System.Net;
 using HaMesh.Shared.Grpc;
+using HaMesh.Shared.Security;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -15,7 +17,12 @@ public static class KestrelSetup
     /// (Prometheus does not speak h2c); both are then bound explicitly and the bound metrics endpoint is
     /// available from the <see cref="MetricsEndpoint"/> service.
     /// </summary>
-    public static WebApplicationBuilder ConfigureHaMeshKestrel(this WebApplicationBuilder builder, string listen, string metricsListen = "")
+    /// <remarks>
+    /// With <paramref name="tls"/> the gRPC listeners are HTTPS with a required client certificate that must chain to the
+    /// cluster CA alone (<see cref="ClusterTls.IsTrusted(System.Security.Cryptography.X509Certificates.X509Certificate2?)"/>);
+    /// the metrics listener stays plain HTTP/1.1.
+    /// </remarks>
+    public static WebApplicationBuilder ConfigureHaMeshKestrel(this WebApplicationBuilder builder, string listen, string metricsListen = "", ClusterTls? tls = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
         var metrics = new MetricsEndpoint(metricsListen);
@@ -31,6 +38,18 @@ public static class KestrelSetup
             k.Limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(1);
             k.Limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(3);
             k.Limits.MaxRequestBodySize = GrpcChannels.MaxMessageBytes;
+            if (tls is not null)
+            {
+                k.ConfigureHttpsDefaults(h =>
+                {
+                    h.ServerCertificate = tls.Certificate;
+                    h.ClientCertificateMode = ClientCertificateMode.RequireCertificate;
+                    h.CheckCertificateRevocation = false;
+                    h.SslProtocols = System.Security.Authentication.SslProtocols.Tls12 | System.Security.Authentication.SslProtocols.Tls13;
+                    h.ClientCertificateValidation = (certificate, _, _) => tls.IsTrusted(certificate);
+                });
+            }
+
             if (metrics.Enabled)
             {
                 foreach (var url in listen.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))

@@ -1,0 +1,291 @@
+using System.Net;
+using Grpc.Core;
+using Grpc.Health.V1;
+using HaMesh.Protocol.V1;
+using HaMesh.Shared.Configuration;
+using HaMesh.Shared.Grpc;
+using HaMesh.Shared.Security;
+using HaMesh.Testing;
+using HaMesh.Testing.Processes;
+
+namespace HaMesh.IntegrationTests;
+
+/// <summary>
+/// The daemons as real processes with mutual TLS on: certificates from the cluster CA, https:// addresses,
+/// client certificates required and checked against the cluster CA alone.
+/// </summary>
+public sealed class TlsClusterTests : IAsyncLifetime
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("hamesh-tls-").FullName;
+    private readonly List<IAsyncDisposable> _owned = [];
+    private readonly List<IDisposable> _disposables = [];
+    private PemPair _ca = null!;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private string Certs => Path.Combine(_dir, "certs");
+
+    public ValueTask InitializeAsync()
+    {
+        var now = TimeProvider.System.GetUtcNow();
+        _ca = ClusterCertificates.CreateCa("tls-test", now);
+        ClusterCertificates.Write(Certs, "ca", _ca);
+        Issue("coordinator", ClusterRole.Coordinator, null);
+        Issue("agent-a", ClusterRole.Agent, "a");
+        Issue("agent-b", ClusterRole.Agent, "b");
+        Issue("operator", ClusterRole.Operator, null);
+        Issue("viewer", ClusterRole.Viewer, null);
+        var foreign = ClusterCertificates.CreateCa("foreign", now);
+        ClusterCertificates.Write(Certs, "foreign-operator", ClusterCertificates.Issue(foreign, ClusterRole.Operator, null, ["localhost"], [IPAddress.Loopback], now));
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var o in _owned.AsEnumerable().Reverse())
+        {
+            await o.DisposeAsync();
+        }
+
+        foreach (var d in _disposables)
+        {
+            d.Dispose();
+        }
+
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    private void Issue(string name, ClusterRole role, string? node) =>
+        ClusterCertificates.Write(Certs, name, ClusterCertificates.Issue(_ca, role, node, ["localhost"], [IPAddress.Loopback], TimeProvider.System.GetUtcNow()));
+
+    private string Pem(string name) => Path.Combine(Certs, name + ".pem");
+
+    private string Key(string name) => Path.Combine(Certs, name + "-key.pem");
+
+    private ClusterTls Material(string name, string ca = "ca")
+    {
+        var tls = ClusterTls.Load(Pem(ca), Pem(name), Key(name));
+        _disposables.Add(tls);
+        return tls;
+    }
+
+    private sealed record Cluster(HaMeshOptions Options, string CoordinatorAddress, string AgentAddressA);
+
+    private HaMeshOptions Options(int cport, int aport, int bport)
+    {
+        var o = TestConfig.TwoNodes(coordinatorAddress: $"https://127.0.0.1:{cport}");
+        o.Tls = new TlsOptions { Insecure = false, CaFile = Pem("ca"), CertificateFile = Pem("coordinator"), KeyFile = Key("coordinator") };
+        o.Cluster.Timings.Lease = TimeSpan.FromSeconds(4);
+        o.Cluster.Timings.DriftMargin = TimeSpan.FromSeconds(1);
+        o.Coordinator.Listen = $"https://127.0.0.1:{cport}";
+        o.Coordinator.StorePath = Path.Combine(_dir, "coordinator.db");
+        o.Nodes[0].AgentAddress = $"https://127.0.0.1:{aport}";
+        o.Nodes[1].AgentAddress = $"https://127.0.0.1:{bport}";
+        o.Agent.Node = "";
+        o.Agent.DrbdVersion = "drbd84";
+        o.Agent.StateDirectory = _dir;
+        return o;
+    }
+
+    private T Own<T>(T owned)
+        where T : IAsyncDisposable
+    {
+        _owned.Add(owned);
+        return owned;
+    }
+
+    private Dictionary<string, string> AgentEnv(string node, int port)
+    {
+        var standIns = StandIns.Drbd84Node(node == "a" ? "Primary" : "Secondary", node == "a" ? "Secondary" : "Primary", aliasPresent: node == "a", node == "a" ? "active" : "inactive");
+        _disposables.Add(standIns);
+        var env = StandIns.AgentEnvironment(node, port, standIns);
+        env["HaMesh__Agent__Listen"] = $"https://127.0.0.1:{port}";
+        env["HaMesh__Tls__CertificateFile"] = Pem("agent-" + node);
+        env["HaMesh__Tls__KeyFile"] = Key("agent-" + node);
+        return env;
+    }
+
+    /// <summary>Coordinator and agents a and b, all with TLS; returns once both agents were seen reachable.</summary>
+    private async Task<Cluster> StartAsync()
+    {
+        int cport = DaemonProcess.FreePort(), aport = DaemonProcess.FreePort(), bport = DaemonProcess.FreePort();
+        var options = Options(cport, aport, bport);
+        var config = ClusterFiles.Write(_dir, options);
+        var coordinator = Own(DaemonProcess.Start("coordinator", DaemonProcess.Dll("src/Coordinator", "hamesh-coordinator"), ["--config", config]));
+        await coordinator.WaitForListeningAsync(Ct);
+        var address = $"https://127.0.0.1:{cport}";
+        var viewer = Coordinator(address, "viewer");
+        var aUp = WaitForEventAsync(viewer, "NodeReachable", "a");
+        var bUp = WaitForEventAsync(viewer, "NodeReachable", "b");
+        var a = Own(DaemonProcess.Start("agent-a", DaemonProcess.Dll("src/Agent", "hamesh-agent"), ["--config", config], AgentEnv("a", aport)));
+        var b = Own(DaemonProcess.Start("agent-b", DaemonProcess.Dll("src/Agent", "hamesh-agent"), ["--config", config], AgentEnv("b", bport)));
+        await Task.WhenAll(a.WaitForListeningAsync(Ct), b.WaitForListeningAsync(Ct));
+        await Task.WhenAll(aUp, bUp).WaitAsync(TimeSpan.FromSeconds(60), Ct);
+        return new Cluster(options, address, options.Nodes[0].AgentAddress);
+    }
+
+    private static async Task WaitForEventAsync(CoordinatorService.CoordinatorServiceClient client, string kind, string node)
+    {
+        using var watch = client.WatchEvents(new WatchEventsRequest(), cancellationToken: Ct);
+        await foreach (var e in watch.ResponseStream.ReadAllAsync(Ct))
+        {
+            if (e.Kind == kind && e.Node == node)
+            {
+                return;
+            }
+        }
+    }
+
+    private Grpc.Net.Client.GrpcChannel Channel(string address, ClusterTls? tls)
+    {
+        var channel = GrpcChannels.Create(address, new TimingOptions(), tls);
+        _disposables.Add(channel);
+        return channel;
+    }
+
+    private CoordinatorService.CoordinatorServiceClient Coordinator(string address, string cert, string ca = "ca") =>
+        new(Channel(address, Material(cert, ca)));
+
+    [Fact]
+    public async Task TlsCluster_AgentsConnectAndReport_StatusAndHealthReachableWithValidCertificate()
+    {
+        var c = await StartAsync();
+
+        var status = await Coordinator(c.CoordinatorAddress, "operator").GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: Ct);
+        Assert.All(status.Nodes, n => Assert.Equal(Reachability.Reachable, n.Reachability));
+        Assert.Equal(DrbdRole.Primary, status.Nodes.Single(n => n.Node == "a").LastReport.Resources.Single().Drbd.Role);
+
+        var health = new Health.HealthClient(Channel(c.CoordinatorAddress, Material("viewer")));
+        var reply = await health.CheckAsync(new HealthCheckRequest(), cancellationToken: Ct);
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, reply.Status);
+        var agentHealth = new Health.HealthClient(Channel(c.AgentAddressA, Material("viewer")));
+        Assert.NotEqual(HealthCheckResponse.Types.ServingStatus.Unknown, (await agentHealth.CheckAsync(new HealthCheckRequest(), cancellationToken: Ct)).Status);
+
+        // the DRBD fence-peer handler reaches its agent over TLS with the agent's own certificate; without one it refuses to guess
+        var drbd = new Dictionary<string, string> { ["DRBD_RESOURCE"] = c.Options.Resources[0].DrbdResource };
+        await using (var bare = DaemonProcess.Start("fence-peer", DaemonProcess.Dll("src/FencePeer", "hamesh-fence-peer"), ["fence", "--agent", c.AgentAddressA], drbd))
+        {
+            Assert.Equal(1, await bare.WaitForExitAsync(TimeSpan.FromSeconds(60), Ct));
+            Assert.Contains("pass --cacert", bare.Output);
+        }
+
+        await using var fence = DaemonProcess.Start("fence-peer", DaemonProcess.Dll("src/FencePeer", "hamesh-fence-peer"),
+            ["fence", "--agent", c.AgentAddressA, "--cacert", Pem("ca"), "--cert", Pem("agent-a"), "--key", Key("agent-a")], drbd);
+        await fence.WaitForExitAsync(TimeSpan.FromSeconds(60), Ct);
+        Assert.Contains($"hamesh-fence-peer: {c.Options.Resources[0].DrbdResource}: ", fence.Output);
+        Assert.DoesNotContain("failed (", fence.Output);
+    }
+
+    [Fact]
+    public async Task TlsCoordinator_RejectsForeignCaCertificate_ClientWithoutCertificate_AndPlainText()
+    {
+        int cport = DaemonProcess.FreePort();
+        var options = Options(cport, DaemonProcess.FreePort(), DaemonProcess.FreePort());
+        var config = ClusterFiles.Write(_dir, options);
+        var coordinator = Own(DaemonProcess.Start("coordinator", DaemonProcess.Dll("src/Coordinator", "hamesh-coordinator"), ["--config", config]));
+        await coordinator.WaitForListeningAsync(Ct);
+        var address = $"https://127.0.0.1:{cport}";
+        var request = new GetClusterStatusRequest();
+
+        // the control: a certificate of the cluster CA gets through
+        await Coordinator(address, "viewer").GetClusterStatusAsync(request, cancellationToken: Ct);
+
+        // a certificate signed by another CA: the handshake fails
+        var foreign = await Assert.ThrowsAsync<RpcException>(() => new CoordinatorService.CoordinatorServiceClient(Channel(address, Material("foreign-operator")))
+            .GetClusterStatusAsync(request, cancellationToken: Ct).ResponseAsync);
+        AssertRejectedByTransport(foreign);
+
+        // no client certificate at all (the server is still validated against the CA)
+        var ca = ClusterTls.LoadCertificate(Pem("ca"));
+        _disposables.Add(ca);
+        using var handler = new SocketsHttpHandler();
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, cert, _, _) => ClusterTls.IsTrusted(cert as System.Security.Cryptography.X509Certificates.X509Certificate2, ca);
+        using var bare = Grpc.Net.Client.GrpcChannel.ForAddress(address, new Grpc.Net.Client.GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false });
+        var noCert = await Assert.ThrowsAsync<RpcException>(() => new CoordinatorService.CoordinatorServiceClient(bare)
+            .GetClusterStatusAsync(request, cancellationToken: Ct).ResponseAsync);
+        AssertRejectedByTransport(noCert);
+
+        // plain-text HTTP/2 to the TLS port
+        var plain = await Assert.ThrowsAsync<RpcException>(() => new CoordinatorService.CoordinatorServiceClient(Channel($"http://127.0.0.1:{cport}", null))
+            .GetClusterStatusAsync(request, cancellationToken: Ct).ResponseAsync);
+        Assert.NotEqual(StatusCode.OK, plain.StatusCode);
+    }
+
+    // With TLS 1.3 the server judges the client certificate after the client considers the handshake
+    // done, so the refusal reaches the client as a failed connection (Unavailable) or a reset stream
+    // (Internal), depending on timing; never as an answer from the service.
+    private static void AssertRejectedByTransport(RpcException ex) =>
+        Assert.True(ex.StatusCode is StatusCode.Unavailable or StatusCode.Internal, $"expected a transport refusal, got {ex.StatusCode}: {ex.Status.Detail}");
+
+    [Fact]
+    public async Task TlsCluster_RoleRules_DeniedPathsGetPermissionDenied_AndAnAuditEvent()
+    {
+        var c = await StartAsync();
+        var viewer = Coordinator(c.CoordinatorAddress, "viewer");
+
+        // a viewer may read, not switch over
+        await viewer.GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: Ct);
+        var switchover = await Assert.ThrowsAsync<RpcException>(() => viewer.SwitchoverAsync(new SwitchoverRequest { Resource = "db", Generation = 1, TargetNode = "b", Reason = "t" }, cancellationToken: Ct).ResponseAsync);
+        Assert.Equal(StatusCode.PermissionDenied, switchover.StatusCode);
+        Assert.Contains("only an operator", switchover.Status.Detail);
+
+        // agent a's certificate speaking for b on the Connect stream
+        var asA = Coordinator(c.CoordinatorAddress, "agent-a");
+        using (var connect = asA.Connect(cancellationToken: Ct))
+        {
+            await connect.RequestStream.WriteAsync(new AgentMessage { Hello = new AgentHello { Node = "b", AgentVersion = "test" } }, Ct);
+            var impersonation = await Assert.ThrowsAsync<RpcException>(async () =>
+            {
+                while (await connect.ResponseStream.MoveNext(Ct))
+                {
+                }
+            });
+            Assert.Equal(StatusCode.PermissionDenied, impersonation.StatusCode);
+            Assert.Contains("own node", impersonation.Status.Detail);
+        }
+
+        // an operator (or anyone but the coordinator) may not promote an agent; reading its status is fine
+        var agentAsOperator = new AgentService.AgentServiceClient(Channel(c.AgentAddressA, Material("operator")));
+        await agentAsOperator.GetStatusAsync(new GetStatusRequest(), cancellationToken: Ct);
+        var promote = await Assert.ThrowsAsync<RpcException>(() => agentAsOperator.PromoteAsync(new PromoteRequest { Resource = "db", Generation = 99, Reason = "t" }, cancellationToken: Ct).ResponseAsync);
+        Assert.Equal(StatusCode.PermissionDenied, promote.StatusCode);
+        Assert.Contains("only the coordinator", promote.Status.Detail);
+
+        // the coordinator audited its denials
+        var events = await Coordinator(c.CoordinatorAddress, "operator").ListEventsAsync(new ListEventsRequest { Limit = 1000 }, cancellationToken: Ct);
+        var denied = events.Events.Where(e => e.Kind == "AccessDenied").Select(e => e.Message).ToList();
+        Assert.Contains(denied, m => m.Contains("Switchover", StringComparison.Ordinal) && m.Contains("viewer", StringComparison.Ordinal));
+        Assert.Contains(denied, m => m.Contains("Connect", StringComparison.Ordinal) && m.Contains("agent/a", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Hameshctl_OverTls_OperatorReadsStatus_ViewerSwitchoverRefused_FromClusterFileOrFlags()
+    {
+        int cport = DaemonProcess.FreePort();
+        var options = Options(cport, DaemonProcess.FreePort(), DaemonProcess.FreePort());
+        var config = ClusterFiles.Write(_dir, options);
+        var coordinator = Own(DaemonProcess.Start("coordinator", DaemonProcess.Dll("src/Coordinator", "hamesh-coordinator"), ["--config", config]));
+        await coordinator.WaitForListeningAsync(Ct);
+        var address = $"https://127.0.0.1:{cport}";
+
+        var ok = await HameshctlAsync("status", "--json", "--coordinator", address, "--cacert", Pem("ca"), "--cert", Pem("operator"), "--key", Key("operator"));
+        Assert.True(ok.Exit == 0, ok.Output);
+        Assert.Contains("\"nodes\"", ok.Output);
+
+        // the cluster file's Tls section (here the coordinator's own certificate) is used when no flags are given
+        var fromFile = await HameshctlAsync("status", "--json", "--config", config);
+        Assert.True(fromFile.Exit == 0, fromFile.Output);
+
+        var denied = await HameshctlAsync("switchover", "db", "--to", "b", "--no-wait", "--coordinator", address, "--cacert", Pem("ca"), "--cert", Pem("viewer"), "--key", Key("viewer"));
+        Assert.Equal(1, denied.Exit);
+        Assert.Contains("PermissionDenied", denied.Output);
+        Assert.Contains("only an operator", denied.Output);
+    }
+
+    private async Task<(int Exit, string Output)> HameshctlAsync(params string[] args)
+    {
+        await using var cli = DaemonProcess.Start("hameshctl", DaemonProcess.Dll("src/Cli", "hameshctl"), args);
+        var exit = await cli.WaitForExitAsync(TimeSpan.FromSeconds(60), Ct);
+        return (exit, cli.Output);
+    }
+}
