@@ -110,6 +110,24 @@ public sealed class OperationCommandsTests : IAsyncLifetime
         Assert.Contains("started at generation 5", output);
     }
 
+    [Fact]
+    public async Task StatusWatch_RedrawsUntilCount_ThenExit0()
+    {
+        var (exit, output, _) = await RunAsync("status", "--watch", "--interval", "0.05", "--count", "3");
+
+        Assert.Equal(0, exit);
+        Assert.Equal(3, output.Split("Cluster test").Length - 1);
+        Assert.Equal(3, _fake.StatusCalls);
+    }
+
+    [Fact]
+    public async Task StatusWatch_BadInterval_UsageExit2()
+    {
+        var (exit, _, err) = await RunAsync("status", "--watch", "--interval", "0");
+        Assert.Equal(CliApp.Usage, exit);
+        Assert.Contains("--interval", err);
+    }
+
     private sealed class FakeCoordinator : CoordinatorService.CoordinatorServiceBase
     {
         private static readonly Google.Protobuf.WellKnownTypes.Timestamp At = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
@@ -122,8 +140,15 @@ public sealed class OperationCommandsTests : IAsyncLifetime
 
         public ulong WatchedAfter { get; private set; }
 
-        public override Task<ClusterStatus> GetClusterStatus(GetClusterStatusRequest request, ServerCallContext context) =>
-            Task.FromResult(new ClusterStatus { Cluster = "test", Resources = { new ClusterResource { Resource = "db", Generation = 4, PrimaryNode = "a" } } });
+        private int _statusCalls;
+
+        public int StatusCalls => Volatile.Read(ref _statusCalls);
+
+        public override Task<ClusterStatus> GetClusterStatus(GetClusterStatusRequest request, ServerCallContext context)
+        {
+            Interlocked.Increment(ref _statusCalls);
+            return Task.FromResult(new ClusterStatus { Cluster = "test", Resources = { new ClusterResource { Resource = "db", Generation = 4, PrimaryNode = "a" } } });
+        }
 
         public override Task<OperationResult> Switchover(SwitchoverRequest request, ServerCallContext context)
         {
