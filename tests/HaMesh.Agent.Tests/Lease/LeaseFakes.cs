@@ -4,7 +4,6 @@ using Grpc.Core;
 using HaMesh.Agent.Reporting;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Commands;
-using Microsoft.Extensions.Time.Testing;
 
 namespace HaMesh.Agent.Tests.Lease;
 
@@ -102,35 +101,5 @@ internal sealed class HangingRunner(ICommandRunner inner) : ICommandRunner
         }
 
         return await inner.RunAsync(spec, cancellationToken);
-    }
-}
-
-/// <summary>Fake clock that signals every timer created, so a test advances time only once the code waits.</summary>
-internal sealed class TimerSignalingTimeProvider(FakeTimeProvider inner) : TimeProvider
-{
-    private readonly Channel<TimeSpan> _created = Channel.CreateUnbounded<TimeSpan>();
-
-    public override DateTimeOffset GetUtcNow() => inner.GetUtcNow();
-
-    public override long GetTimestamp() => inner.GetTimestamp();
-
-    public override long TimestampFrequency => inner.TimestampFrequency;
-
-    public override TimeZoneInfo LocalTimeZone => inner.LocalTimeZone;
-
-    public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
-    {
-        var timer = inner.CreateTimer(callback, state, dueTime, period);
-        _created.Writer.TryWrite(dueTime);
-        return timer;
-    }
-
-    public async Task WaitForTimerAsync(TimeSpan dueTime, CancellationToken ct)
-    {
-        using var guard = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        guard.CancelAfter(TimeSpan.FromSeconds(30));
-        while (await _created.Reader.ReadAsync(guard.Token) != dueTime)
-        {
-        }
     }
 }
