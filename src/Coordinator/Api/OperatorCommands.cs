@@ -3,6 +3,7 @@ using HaMesh.Coordinator.Failover;
 using HaMesh.Coordinator.Store;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Configuration;
+using HaMesh.Shared.Failover;
 using Microsoft.Extensions.Options;
 
 namespace HaMesh.Coordinator.Api;

@@ -22,6 +22,7 @@ public sealed class CoordinatorCore
     private readonly Dictionary<string, string> _lastHold = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _lastAlert = new(StringComparer.Ordinal);
     private readonly Dictionary<(string Resource, string Node), MonoTime> _demoteSentAt = [];
+    private readonly Dictionary<string, (string Node, MonoTime Until)> _grantPromise = new(StringComparer.Ordinal);
     private readonly MonoTime _startedAt;
     private ulong _viewVersion;
     private long _ids;
@@ -46,6 +47,12 @@ public sealed class CoordinatorCore
         foreach (var rec in records)
         {
             _records[rec.Resource] = rec;
+
+            // A restarted coordinator may have granted the recorded primary a lease just before it stopped: it keeps that promise.
+            if (rec.Primary.Length > 0)
+            {
+                _grantPromise[rec.Resource] = (rec.Primary, now + config.Policy.Silence);
+            }
         }
 
         foreach (var n in config.Nodes)
@@ -100,6 +107,8 @@ public sealed class CoordinatorCore
             }
         }
 
+        // Votes arrive in reports: decide now rather than on the next heartbeat (the rule itself is unchanged).
+        Decide(now, fx);
         return fx;
     }
 
@@ -125,10 +134,16 @@ public sealed class CoordinatorCore
         {
             reason = Fmt($"generation {generation} is not the current generation {rec.Generation}");
         }
+        else if (_grantPromise.TryGetValue(resource, out var promise) && promise.Node != node && now < promise.Until)
+        {
+            // A force-promote without a demote may name a new primary while the old one may still hold the coordinator's grant.
+            reason = Fmt($"the coordinator promised {promise.Node} not to take part in promoting another node for {(promise.Until - now).TotalMilliseconds:0} ms more");
+        }
         else
         {
             // The grant is a promise: Decide counts the primary silent only lease + margin after it.
             n.LastGrantAt = now;
+            _grantPromise[resource] = (node, now + _config.Policy.Silence);
             return [new CoordinatorEffect.SendLeaseGrant(node, resource, sequence, true, rec.Generation, "")];
         }
 
@@ -188,25 +203,201 @@ public sealed class CoordinatorCore
             return fx;
         }
 
-        if (op.Stage != OperationStage.Promoting)
+        run.AwaitingId = 0;
+        switch (op.Stage)
+        {
+            case OperationStage.Demoting when success:
+                // The old primary is Secondary at g+1 and holds no lease: the coordinator's promise to it is moot.
+                Event(fx, "Demoted", resource, Fmt($"{node} is Secondary at generation {op.Generation}: {message}"), commandId);
+                if (_grantPromise.TryGetValue(resource, out var promise) && promise.Node == node)
+                {
+                    _grantPromise.Remove(resource);
+                }
+
+                Save(_records[resource] with { Primary = op.Target }, fx);
+                Event(fx, "PrimaryHandedOver", resource, Fmt($"{node} is demoted; {op.Target} is the intended primary at generation {op.Generation}"), op.Id);
+                StartStage(now, resource, run, OperationStage.Promoting, fx);
+                break;
+            case OperationStage.Demoting:
+                // The old primary may be half-demoted; the target was not touched. Never promote over it: re-assert it.
+                run.LastFailure = message;
+                Event(fx, "DemoteFailed", resource, Fmt($"demote of {node} at generation {op.Generation} failed: {message}"), commandId);
+                StartStage(now, resource, run, OperationStage.Reasserting, fx);
+                break;
+            case OperationStage.Reasserting:
+                Finish(resource, "Aborted", Fmt($"demote of {op.From} failed ({run.LastFailure}); {op.Target} was not promoted; ") + (success
+                    ? Fmt($"{op.From} stays primary (re-asserted at generation {op.Generation})")
+                    : Fmt($"re-asserting {op.From} failed ({message}); deciding afresh")), fx);
+                break;
+            case OperationStage.RollingBack when success:
+                Event(fx, "Promoted", resource, Fmt($"{node} is Primary again at generation {op.Generation}: {message}"), commandId);
+                Finish(resource, "RolledBack", Fmt($"promote of {op.Target} failed ({run.LastFailure}); {op.From} is primary again at generation {op.Generation}"), fx);
+                break;
+            case OperationStage.RollingBack:
+                Event(fx, "PromoteFailed", resource, Fmt($"promote of {node} (rolling back) at generation {op.Generation} failed: {message}; retrying"), commandId);
+                run.StageDeadline = now + _config.ReplyTimeout;
+                break;
+            case OperationStage.Promoting when success:
+                Event(fx, "Promoted", resource, Fmt($"{node}{(op.Force ? " (forced)" : "")} is Primary at generation {op.Generation}: {message}"), commandId);
+                run.PromotedAt = now;
+                StartStage(now, resource, run, OperationStage.Moving, fx);
+                break;
+            case OperationStage.Promoting when op.Kind is OperationKind.Switchover or OperationKind.ForcePromote && now - (run.PromotingSince ?? now) >= _config.PromoteRetryWindow:
+                run.LastFailure = message;
+                Event(fx, "PromoteFailed", resource, Fmt($"promote of {node} at generation {op.Generation} failed: {message}"), commandId);
+                if (op.DemoteFirst)
+                {
+                    // The old primary was demoted but the target did not come up: make the old one primary again, at a new generation.
+                    Event(fx, op.Prefix + "RollingBack", resource, Fmt($"{op.Target} did not come up: making {op.From} primary again at generation {op.Generation + 1}"), op.Id);
+                    var back = op with { Generation = op.Generation + 1, Stage = OperationStage.RollingBack };
+                    Save(_records[resource] with { Generation = back.Generation, Primary = op.From, Operation = back }, fx);
+                    StartStage(now, resource, run, OperationStage.RollingBack, fx);
+                }
+                else if (op.From.Length > 0)
+                {
+                    // Nothing was demoted (the old primary was unreachable): give the resource back to the automatic rule with
+                    // the old primary recorded, rather than leave it on a target that cannot come up.
+                    Save(_records[resource] with { Primary = op.From }, fx);
+                    Finish(resource, "Failed", Fmt($"promote of {op.Target} failed: {message}; {op.From} is the recorded primary again at generation {op.Generation} (automatic decisions resume)"), fx);
+                }
+                else
+                {
+                    Finish(resource, "Failed", Fmt($"promote of {op.Target} failed: {message}"), fx);
+                }
+
+                break;
+            case OperationStage.Promoting:
+                // Retried: a Promote is idempotent, and a target may refuse for a while (it promised the old primary a lease).
+                Event(fx, "PromoteFailed", resource, Fmt($"promote of {node} at generation {op.Generation} failed: {message}; retrying"), commandId);
+                run.StageDeadline = now + _config.ReplyTimeout;
+                break;
+        }
+
+        return fx;
+    }
+
+    /// <summary>
+    /// Operator switchover (design §4, planned, zero data loss): refused unless the target is connected and UpToDate, not
+    /// recorded outdated, the primary reachable, the resource not in maintenance and nothing in flight
+    /// (<see cref="OperatorChecks.SwitchoverRefusal"/>); then g+1 with SwitchoverStarted → Demote(old) → Promote(target) → move → verify.
+    /// </summary>
+    /// <param name="now">The coordinator's monotonic clock.</param>
+    /// <param name="resource">The resource.</param>
+    /// <param name="target">The node to make primary.</param>
+    /// <param name="generation">The generation the operator saw (a stale picture is refused).</param>
+    /// <param name="reason">The operator's reason (in the events).</param>
+    public OperatorOutcome OnSwitchover(MonoTime now, string resource, string target, ulong generation, string reason) =>
+        StartOperator(now, resource, target, generation, reason, force: false);
+
+    /// <summary>
+    /// Operator force-promote (--i-understand-data-loss): the data checks are bypassed, the target must still answer; the old
+    /// primary is demoted first when it is reachable; otherwise (3+ nodes) the other voters agree first, as in a failover. The
+    /// coordinator still keeps its lease promise: the target gets no grant before the old primary's last one has run out.
+    /// </summary>
+    public OperatorOutcome OnForcePromote(MonoTime now, string resource, string target, ulong generation, string reason) =>
+        StartOperator(now, resource, target, generation, reason, force: true);
+
+    /// <summary>Maintenance on/off: automatic decisions suspended (reports continue); persisted with its event.</summary>
+    public IReadOnlyList<CoordinatorEffect> OnSetMaintenance(MonoTime now, string resource, bool enabled, string reason)
+    {
+        var fx = new List<CoordinatorEffect>();
+        if (!_records.TryGetValue(resource, out var rec) || rec.Maintenance == enabled)
         {
             return fx;
         }
 
-        run.AwaitingId = 0;
-        if (success)
+        var why = string.IsNullOrWhiteSpace(reason) ? "" : ": " + reason;
+        Event(fx, enabled ? "MaintenanceOn" : "MaintenanceOff", resource,
+            $"maintenance {(enabled ? "on" : "off")} for {resource}{why} (automatic decisions {(enabled ? "suspended" : "resumed")}; reports continue)", 0);
+        Save(rec with { Maintenance = enabled }, fx);
+        if (!enabled)
         {
-            Event(fx, "Promoted", resource, Fmt($"{node} is Primary at generation {op.Generation}: {message}"), commandId);
-            run.PromotedAt = now;
-            StartStage(now, resource, run, OperationStage.Moving, fx);
-        }
-        else
-        {
-            Event(fx, "PromoteFailed", resource, Fmt($"promote of {node} at generation {op.Generation} failed: {message}; retrying"), commandId);
-            run.StageDeadline = now + _config.ReplyTimeout;
+            Decide(now, fx);
         }
 
         return fx;
+    }
+
+    /// <summary>
+    /// When the host should call <see cref="OnTimer"/> next: the earliest of the next heartbeat, a stage deadline, an
+    /// operation's timeout and the instant <see cref="FailoverPolicy.NextDecisionAt"/> names (a failover becomes possible
+    /// exactly then, not a heartbeat later). Always after <paramref name="now"/>.
+    /// </summary>
+    public MonoTime NextWake(MonoTime now)
+    {
+        var next = now + _config.Heartbeat;
+        void Consider(MonoTime t)
+        {
+            if (t > now && t < next)
+            {
+                next = t;
+            }
+        }
+
+        foreach (var run in _running.Values)
+        {
+            Consider(run.StageDeadline);
+            Consider(run.StartedAt + _config.OperationTimeout);
+        }
+
+        if (FailoverPolicy.NextDecisionAt(BuildView(), _config.Policy) is { } decision)
+        {
+            Consider(decision);
+        }
+
+        return next;
+    }
+
+    private OperatorOutcome StartOperator(MonoTime now, string resource, string target, ulong generation, string reason, bool force)
+    {
+        var fx = new List<CoordinatorEffect>();
+        if (!_records.TryGetValue(resource, out var rec))
+        {
+            return Refused($"resource: no configured resource named '{resource}'");
+        }
+
+        if (!_nodes.ContainsKey(target))
+        {
+            return Refused($"target_node: no configured node named '{target}'");
+        }
+
+        if (rec.Operation is { } running)
+        {
+            return Refused($"{resource}: {running.Prefix.ToLowerInvariant()} {running.Id} is already in flight; wait for its terminal event (hameshctl events --follow)");
+        }
+
+        if (generation != rec.Generation)
+        {
+            return Refused(Fmt($"generation: {resource} is at generation {rec.Generation}, the request was made at {generation}; re-read the status and retry"));
+        }
+
+        var view = BuildView();
+        var refusal = force
+            ? OperatorChecks.ForcePromoteRefusal(view, _config.Policy, now, resource, target)
+            : OperatorChecks.SwitchoverRefusal(view, _config.Policy, now, resource, target);
+        if (refusal is not null)
+        {
+            return Refused($"{resource}: {refusal}");
+        }
+
+        var from = rec.Primary;
+        var demoteFirst = from.Length > 0 && from != target && (!force || OperatorChecks.PrimaryReachable(view, _config.Policy, now, resource));
+        var kind = force ? OperationKind.ForcePromote : OperationKind.Switchover;
+        var g = rec.Generation + 1;
+        var id = ++_ids;
+        var route = from.Length == 0 ? $"(no primary recorded) → {target}" : $"{from} → {target}";
+        var text = force
+            ? Fmt($"FORCED promotion {route} at generation {g} by an operator who acknowledged possible data loss (UpToDate and outdated checks bypassed){(demoteFirst ? "" : $"; old primary {(from.Length == 0 ? "none" : from)} not reachable, not demoted")}: {reason}")
+            : Fmt($"{route} at generation {g}: {reason}");
+        var stage = demoteFirst ? OperationStage.Demoting : NeedsAgreement(target) ? OperationStage.Agreeing : OperationStage.Promoting;
+        var op = new OperationRecord(id, kind, target, g, stage, id, now) { From = from, Force = force, DemoteFirst = demoteFirst, Reason = reason };
+        Event(fx, op.Prefix + "Started", resource, text, id);
+        // The old primary stays the recorded primary at g+1 until it is demoted.
+        Save(rec with { Generation = g, Primary = demoteFirst ? from : target, Operation = op }, fx);
+        Begin(now, resource, op, fx);
+        return new OperatorOutcome(null, id, g, fx);
+
+        static OperatorOutcome Refused(string why) => new(why, 0, 0, []);
     }
 
     /// <summary>OVH answered a <see cref="CoordinatorEffect.CallOvh"/>.</summary>
@@ -226,7 +417,9 @@ public sealed class CoordinatorCore
         {
             case OvhReply.State s:
                 _routes[resource][ip] = s.RoutedTo;
-                if (s.RoutedTo == op.Target)
+                // Routed to the target counts only with no move elsewhere pending: a stuck task of an abandoned operation
+                // completes later and takes the IP away (simulation seed 3, 3 nodes, with operator switchovers).
+                if (s.RoutedTo == op.Target && (s.PendingMoveTo is null || s.PendingMoveTo == op.Target))
                 {
                     run.RoutedAt ??= now;
                     Event(fx, "IpRouted", resource, Fmt($"OVH routes {ip} to {op.Target}"), callId);
@@ -320,13 +513,16 @@ public sealed class CoordinatorCore
             }
         }
 
-        var view = BuildView();
-        foreach (var d in FailoverPolicy.Decide(view, _config.Policy, now))
+        Decide(now, fx);
+        return fx;
+    }
+
+    private void Decide(MonoTime now, List<CoordinatorEffect> fx)
+    {
+        foreach (var d in FailoverPolicy.Decide(BuildView(), _config.Policy, now))
         {
             Act(now, d, fx);
         }
-
-        return fx;
     }
 
     /// <summary>The view handed to <see cref="FailoverPolicy.Decide"/> (exposed for tests and status).</summary>
@@ -336,7 +532,7 @@ public sealed class CoordinatorCore
         var resources = _config.Resources.Select(r =>
         {
             var rec = _records[r.Name];
-            return new ResourceFacts(r.Name, rec.Generation, rec.Primary, false, _lastFailover.TryGetValue(r.Name, out var lf) ? lf : null, rec.Outdated, rec.Operation is not null, r.PreferredNode, r.DiscardOldPrimaryOnSplitBrain)
+            return new ResourceFacts(r.Name, rec.Generation, rec.Primary, rec.Maintenance, _lastFailover.TryGetValue(r.Name, out var lf) ? lf : null, rec.Outdated, rec.Operation is not null, r.PreferredNode, r.DiscardOldPrimaryOnSplitBrain)
             {
                 IpRoutes = new Dictionary<string, string?>(_routes[r.Name], StringComparer.Ordinal),
             };
@@ -372,7 +568,7 @@ public sealed class CoordinatorCore
                 var decisionId = ++_ids;
                 Event(fx, "FailoverStarted", f.Resource, Fmt($"{f.From} → {f.To} at generation {f.NewGeneration}: {f.Reason}"), decisionId);
                 _lastFailover[f.Resource] = now;
-                var op = new OperationRecord(decisionId, OperationKind.Failover, f.To, f.NewGeneration, NeedsAgreement(f.To) ? OperationStage.Agreeing : OperationStage.Promoting, decisionId, now);
+                var op = new OperationRecord(decisionId, OperationKind.Failover, f.To, f.NewGeneration, NeedsAgreement(f.To) ? OperationStage.Agreeing : OperationStage.Promoting, decisionId, now) { From = f.From, Reason = f.Reason };
                 Save(rec with { Generation = f.NewGeneration, Primary = f.To, Operation = op }, fx);
                 Begin(now, f.Resource, op, fx);
                 break;
@@ -451,8 +647,16 @@ public sealed class CoordinatorCore
         var ip = CurrentIp(resource, run);
         switch (stage)
         {
+            case OperationStage.Demoting:
+                Event(fx, "Demote", resource, Fmt($"{op.Kind} {op.Id} to {op.Target}: demote {op.From} at generation {op.Generation} first"), id);
+                fx.Add(new CoordinatorEffect.SendCommand(op.From, resource, new AgentCommand(id, CoreNames.Coordinator, CommandKind.Demote, op.Generation)));
+                break;
             case OperationStage.Promoting:
-                fx.Add(new CoordinatorEffect.SendCommand(op.Target, resource, new AgentCommand(id, CoreNames.Coordinator, CommandKind.Promote, op.Generation)));
+                run.PromotingSince ??= now;
+                fx.Add(new CoordinatorEffect.SendCommand(op.Target, resource, new AgentCommand(id, CoreNames.Coordinator, CommandKind.Promote, op.Generation, Force: op.Force)));
+                break;
+            case OperationStage.Reasserting or OperationStage.RollingBack:
+                fx.Add(new CoordinatorEffect.SendCommand(op.From, resource, new AgentCommand(id, CoreNames.Coordinator, CommandKind.Promote, op.Generation)));
                 break;
             case OperationStage.Moving:
                 Event(fx, "OvhReadState", resource, Fmt($"GET routedTo and pending tasks of {ip}"), id);
@@ -472,7 +676,9 @@ public sealed class CoordinatorCore
     private void NextAgreement(MonoTime now, string resource, Running run, List<CoordinatorEffect> fx)
     {
         var op = _records[resource].Operation!;
-        var voters = _config.Nodes.Where(n => n != op.Target && !run.Agreed.Contains(n) && IsFreshVoter(n, now)).ToList();
+        // The old primary is not asked: its agreement means nothing, and an Agree raises its generation (simulation seed 53,
+        // 3 nodes: a force-promote asked the reachable old Primary, which then sat at the new generation, never demoted).
+        var voters = _config.Nodes.Where(n => n != op.Target && n != op.From && !run.Agreed.Contains(n) && IsFreshVoter(n, now)).ToList();
         if (voters.Count == 0)
         {
             StartStage(now, resource, run, OperationStage.Promoting, fx);
@@ -497,8 +703,16 @@ public sealed class CoordinatorCore
         }
 
         string At(MonoTime? t) => t is { } v ? Fmt($"+{(v - op.DecidedAt).TotalMilliseconds:0}ms") : "-";
-        Event(fx, op.Kind == OperationKind.Failover ? "FailoverCompleted" : "OperationCompleted", resource,
-            Fmt($"{op.Kind} to {op.Target} at generation {op.Generation} verified; decided-at 0, promoted-at {At(run.PromotedAt)}, move-requested-at {At(run.MoveRequestedAt)}, routed-at {At(run.RoutedAt)}, verified-at {At(now)}"), op.Id);
+        Finish(resource, "Completed",
+            Fmt($"{op.Kind} to {op.Target} at generation {op.Generation} verified; decided-at 0, promoted-at {At(run.PromotedAt)}, move-requested-at {At(run.MoveRequestedAt)}, routed-at {At(run.RoutedAt)}, verified-at {At(now)}"), fx);
+    }
+
+    /// <summary>The operation's terminal event (Prefix + outcome), then the record without it.</summary>
+    private void Finish(string resource, string outcome, string text, List<CoordinatorEffect> fx)
+    {
+        var rec = _records[resource];
+        var op = rec.Operation!;
+        Event(fx, op.Prefix + outcome, resource, text, op.Id);
         _running.Remove(resource);
         Save(rec with { Operation = null }, fx);
     }
@@ -550,5 +764,11 @@ public sealed class CoordinatorCore
         public MonoTime? MoveRequestedAt { get; set; }
 
         public MonoTime? RoutedAt { get; set; }
+
+        /// <summary>When the first Promote of the target was sent (switchover/force-promote retry a refused Promote this long).</summary>
+        public MonoTime? PromotingSince { get; set; }
+
+        /// <summary>The failure that sent the operation to its abort or roll-back (for the terminal event).</summary>
+        public string LastFailure { get; set; } = "unknown (the coordinator restarted since)";
     }
 }

@@ -18,6 +18,10 @@ public sealed record CoordinatorConfig(IReadOnlyList<string> Nodes, IReadOnlyLis
     /// <summary>How long to wait for a command reply or an OVH answer before retrying (idempotent calls only).</summary>
     public TimeSpan ReplyTimeout { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>How long a switchover or force-promote retries a refused Promote of the target (it may have promised the old
+    /// primary a lease: at most lease + drift margin) before rolling back (or failing, when nothing was demoted).</summary>
+    public TimeSpan PromoteRetryWindow { get; init; } = TimeSpan.FromMilliseconds(2500);
+
     /// <summary>Pings through the failover IP that may fail before a "routed but unreachable" event.</summary>
     public int PingsBeforeUnreachable { get; init; } = 4;
 }
@@ -32,19 +36,58 @@ public enum OperationKind
 
     /// <summary>Move a failover IP to the primary → verify.</summary>
     MoveIp,
+
+    /// <summary>Operator, planned: g+1 → Demote(old) → record the target primary → Promote(target) → move → verify;
+    /// a failed promote rolls back to the old primary at g+2, a failed demote aborts (the old primary is re-asserted).</summary>
+    Switchover,
+
+    /// <summary>Operator, --i-understand-data-loss: like a switchover (demote first when the old primary is reachable) but
+    /// the UpToDate/outdated checks are bypassed and the Promote is forced; loudly logged.</summary>
+    ForcePromote,
 }
 
 public enum OperationStage
 {
     /// <summary>Asking the voters other than the candidate to agree (N &gt; 2 nodes): they then grant no lease below the new generation.</summary>
     Agreeing,
+
+    /// <summary>Switchover / force-promote: demoting the old primary at the operation's generation.</summary>
+    Demoting,
     Promoting,
     Moving,
     Verifying,
+
+    /// <summary>The demote of the old primary failed: re-asserting it (idempotent Promote at the operation's generation), then aborted.</summary>
+    Reasserting,
+
+    /// <summary>The target did not come up after the old primary was demoted: promoting the old primary again at g+2.</summary>
+    RollingBack,
 }
 
 /// <summary>An in-flight operation, persisted so a restarted coordinator resumes it (re-reading state first).</summary>
-public sealed record OperationRecord(long Id, OperationKind Kind, string Target, ulong Generation, OperationStage Stage, long DecisionId, MonoTime DecidedAt);
+public sealed record OperationRecord(long Id, OperationKind Kind, string Target, ulong Generation, OperationStage Stage, long DecisionId, MonoTime DecidedAt)
+{
+    /// <summary>Switchover / force-promote: the primary before the operation (demoted first when <see cref="DemoteFirst"/>).</summary>
+    public string From { get; init; } = "";
+
+    /// <summary>Force-promote: the Promote is forced (data checks bypassed by the operator).</summary>
+    public bool Force { get; init; }
+
+    /// <summary>Switchover / force-promote with a reachable old primary: demote it before promoting the target.</summary>
+    public bool DemoteFirst { get; init; }
+
+    /// <summary>Why (the decision's or the operator's reason).</summary>
+    public string Reason { get; init; } = "";
+
+    /// <summary>The event-kind prefix: FailoverStarted, SwitchoverCompleted, ForcePromoteRolledBack…</summary>
+    public string Prefix => Kind switch
+    {
+        OperationKind.Switchover => "Switchover",
+        OperationKind.ForcePromote => "ForcePromote",
+        OperationKind.Failover => "Failover",
+        _ => "Operation",
+    };
+}
 
 /// <summary>The coordinator's durable facts about one resource (SQLite in the daemon, a dictionary in the simulation).</summary>
 public sealed record CoordinatorRecord(string Resource, ulong Generation, string Primary, ImmutableDictionary<string, ulong> Outdated, OperationRecord? Operation)
@@ -53,8 +96,18 @@ public sealed record CoordinatorRecord(string Resource, ulong Generation, string
     /// Only a later report from that node, showing the outdated one connected and UpToDate, clears the mark.</summary>
     public ImmutableDictionary<string, (string By, ulong AfterReport)> OutdatedBy { get; init; } = ImmutableDictionary<string, (string By, ulong AfterReport)>.Empty.WithComparers(StringComparer.Ordinal);
 
+    /// <summary>Maintenance (design §4): automatic decisions suspended, reports continue; switchovers refused.</summary>
+    public bool Maintenance { get; init; }
+
     public static CoordinatorRecord Empty(string resource) => new(resource, 0, "", ImmutableDictionary<string, ulong>.Empty.WithComparers(StringComparer.Ordinal), null);
 }
+
+/// <summary>The answer to an operator's switchover or force-promote.</summary>
+/// <param name="Refusal">Null when accepted; otherwise why not (the host answers FailedPrecondition with it).</param>
+/// <param name="OperationId">The operation's id (its events carry it as <see cref="CoreEvent.RefId"/>).</param>
+/// <param name="Generation">The generation the operation runs at.</param>
+/// <param name="Effects">What to run (the Started event and the record first).</param>
+public sealed record OperatorOutcome(string? Refusal, long OperationId, ulong Generation, IReadOnlyList<CoordinatorEffect> Effects);
 
 /// <summary>A durable event (design §7). <see cref="RefId"/> names the OVH call, command or decision it records.</summary>
 public sealed record CoreEvent(long Id, string Kind, string Resource, string Text, long RefId);

@@ -24,7 +24,8 @@ public static class CoreNames
 /// <param name="Kind">What to do.</param>
 /// <param name="Generation">The generation it is issued at; lower than the agent's highest is refused.</param>
 /// <param name="DiscardMyData">For a demote of a split-brain victim: reconnect discarding this node's changes.</param>
-public sealed record AgentCommand(long Id, string From, CommandKind Kind, ulong Generation, bool DiscardMyData = false);
+/// <param name="Force">For an operator's force-promote (--i-understand-data-loss): the agent may promote a disk that is not UpToDate.</param>
+public sealed record AgentCommand(long Id, string From, CommandKind Kind, ulong Generation, bool DiscardMyData = false, bool Force = false);
 
 public enum CommandKind
 {

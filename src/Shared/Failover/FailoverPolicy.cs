@@ -16,6 +16,51 @@ public static class FailoverPolicy
         return [.. view.Resources.SelectMany(r => DecideResource(view, r, options, now))];
     }
 
+    /// <summary>
+    /// The earliest instant at which <see cref="Decide"/> could start a failover that it cannot start now: for
+    /// each resource with a recorded primary, no operation in flight and not in maintenance, the moment the
+    /// primary's silence (since its last report, its last grant, or the coordinator's start) reaches lease +
+    /// drift margin, or the end of the anti-flap interval if that is later. Null when no such instant exists.
+    /// A host wakes the coordinator exactly then (and on every report, since votes arrive in reports) instead
+    /// of discovering it on the next heartbeat: the rule is unchanged, only evaluated without delay.
+    /// </summary>
+    public static MonoTime? NextDecisionAt(ClusterView view, HaOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(view);
+        ArgumentNullException.ThrowIfNull(options);
+        MonoTime? next = null;
+        foreach (var r in view.Resources)
+        {
+            if (r.Generation == 0 || r.Primary.Length == 0 || r.OperationInFlight || r.Maintenance)
+            {
+                continue;
+            }
+
+            var primary = view.Node(r.Primary);
+            var last = view.ObservingSince;
+            foreach (var t in new[] { primary?.LastReportAt, primary?.LastGrantAt })
+            {
+                if (t is { } v && v > last)
+                {
+                    last = v;
+                }
+            }
+
+            var at = last + options.Silence;
+            if (r.LastFailoverAt is { } lf && lf + options.MinFailoverInterval > at)
+            {
+                at = lf + options.MinFailoverInterval;
+            }
+
+            if (next is not { } n || at < n)
+            {
+                next = at;
+            }
+        }
+
+        return next;
+    }
+
     /// <summary>Is the node's last report younger than lease + drift margin?</summary>
     public static bool IsFresh(NodeFacts node, HaOptions options, MonoTime now) =>
         node.LastReportAt is { } t && now - t < options.Silence;

@@ -23,6 +23,9 @@ public sealed record SimOptions
 
     public TimeSpan MinFailoverInterval { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>An operator issues switchovers, force-promotes (--i-understand-data-loss) and maintenance on/off during the fault phase.</summary>
+    public bool OperatorActions { get; init; } = true;
+
     /// <summary>Restart a node with the same lease-request incarnation (the bug the first version had): for the regression test.</summary>
     public bool ReuseIncarnation { get; init; }
 
@@ -55,6 +58,8 @@ public sealed class ClusterSimulation
     private readonly Dictionary<string, AgentHost> _agents = new(StringComparer.Ordinal);
     private readonly CoordinatorHost _coord;
     private readonly HashSet<long> _acked = [];
+    private readonly HashSet<(string Node, ulong Generation)> _forced = [];
+    private readonly Random _operator;
     private readonly List<string> _names;
     private long _writeIds;
     private long _lastServedAt = -1;
@@ -65,6 +70,8 @@ public sealed class ClusterSimulation
     {
         _o = options;
         _w = new SimWorld(seed, options.TraceTail);
+        // The operator's actions draw from their own stream, so the fault schedule of a seed is the same as without them.
+        _operator = new Random(seed ^ 0x5eed);
         _net = new SimNetwork(_w);
         _names = [.. Enumerable.Range(0, options.Nodes).Select(i => ((char)('a' + i)).ToString())];
         _drbd = new DrbdModel(_w, _net, _names) { FencePeer = OnFencePeer, Reconnected = (n, p) => _agents?[n].Core?.FenceNoLongerNeeded(p) };
@@ -102,6 +109,11 @@ public sealed class ClusterSimulation
         ClientLoop();
         var faultEnd = SimWorld.Ms(_o.FaultPhase.TotalMilliseconds);
         ScheduleFaults(SimWorld.Ms(3000), faultEnd);
+        if (_o.OperatorActions)
+        {
+            ScheduleOperator(SimWorld.Ms(2000), faultEnd);
+        }
+
         _w.At(faultEnd, HealEverything);
         var end = faultEnd + SimWorld.Ms(_o.LivenessBound.TotalMilliseconds);
         TimeSpan? recovered = null;
@@ -177,6 +189,16 @@ public sealed class ClusterSimulation
     /// <summary>I3, checked whenever a node becomes DRBD Primary.</summary>
     private void CheckPromoted(DrbdDevice d)
     {
+        if (_agents[d.Node].Core is { } core && _forced.Contains((d.Node, core.Generation)))
+        {
+            // The operator forced this promotion acknowledging data loss: writes it lacks are lost by consent (I3 is waived
+            // for them only; every later promotion must carry the writes acknowledged from now on).
+            var lost = _acked.Count(id => !d.Data.Contains(id));
+            _acked.IntersectWith(d.Data);
+            _w.Trace("CHECK", $"I3 waived for the forced promotion of {d.Node} at generation {core.Generation}: {lost} acknowledged writes lost by consent", key: true);
+            return;
+        }
+
         var missing = _acked.Where(id => !d.Data.Contains(id)).Order().Take(5).ToList();
         if (missing.Count > 0)
         {
@@ -302,7 +324,63 @@ public sealed class ClusterSimulation
             Restart(n);
         }
 
+        CoordCall((c, now) => c.OnSetMaintenance(now, Resource, false, "faults stop"));
         _drbd.Recompute();
+    }
+
+    // ---------------------------------------------------------------- operator
+
+    private void ScheduleOperator(long from, long until)
+    {
+        var t = from;
+        while (true)
+        {
+            t += SimWorld.Ms(2000 + (_operator.NextDouble() * 7000));
+            if (t >= until)
+            {
+                return;
+            }
+
+            _w.At(t, OperatorAction);
+        }
+    }
+
+    private void OperatorAction()
+    {
+        if (_coord.Core is not { } core)
+        {
+            _w.Trace("operator", "coordinator down: command not delivered");
+            return;
+        }
+
+        var roll = _operator.Next(100);
+        var now = _coord.Clock.Local(_w.Now);
+        var rec = core.Record(Resource);
+        var target = _names[_operator.Next(_names.Count)];
+        if (roll < 55 || roll >= 80)
+        {
+            var force = roll >= 80;
+            var outcome = force
+                ? core.OnForcePromote(now, Resource, target, rec.Generation, "sim operator")
+                : core.OnSwitchover(now, Resource, target, rec.Generation, "sim operator");
+            _w.Trace("operator", $"{(force ? "force-promote" : "switchover")} {target} at generation {rec.Generation}: {outcome.Refusal ?? Fmt($"accepted, generation {outcome.Generation}")}", key: true);
+            if (force && outcome.Refusal is null)
+            {
+                _forced.Add((target, outcome.Generation));
+            }
+
+            ApplyCoordinator(outcome.Effects);
+            AfterCoordinatorCall(core, now);
+            return;
+        }
+
+        var on = !rec.Maintenance;
+        _w.Trace("operator", $"maintenance {(on ? "on" : "off")}", key: true);
+        CoordCall((c, t) => c.OnSetMaintenance(t, Resource, on, "sim operator"));
+        if (on)
+        {
+            _w.After(SimWorld.Ms(500 + (_operator.NextDouble() * 5000)), () => CoordCall((c, t) => c.OnSetMaintenance(t, Resource, false, "sim operator: done")));
+        }
     }
 
     private string Pick(List<string> from) => from[_w.Random.Next(from.Count)];
@@ -577,30 +655,50 @@ public sealed class ClusterSimulation
     private void StartCoordinator()
     {
         var policy = new HaOptions(_o.Timings.Lease, _o.Timings.DriftMargin, _o.MinFailoverInterval);
-        var config = new CoordinatorConfig(_names, [new CoreResource(Resource, _names[0], [Ip])], policy, _o.Timings.Heartbeat, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30));
+        var config = new CoordinatorConfig(_names, [new CoreResource(Resource, _names[0], [Ip])], policy, _o.Timings.Heartbeat, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30))
+        {
+            PromoteRetryWindow = policy.Silence,
+        };
         var now = _coord.Clock.Local(_w.Now);
         _coord.Core = new CoordinatorCore(config, _coord.Durable.Values, _coord.Events.Count == 0 ? 0 : _coord.Events.Max(e => Math.Max(e.Id, e.RefId)), now);
-        CoordinatorTick(_coord.Epoch);
-    }
-
-    private void CoordinatorTick(long epoch)
-    {
-        if (_coord.Epoch != epoch || _coord.Core is null)
-        {
-            return;
-        }
-
-        CoordCall((c, now) => c.OnTimer(now));
-        var next = _coord.Clock.Local(_w.Now) + _o.Timings.Heartbeat;
-        _w.At(_coord.Clock.Global(next), () => CoordinatorTick(epoch));
+        _coord.NextWake = null;
+        CoordCall((c, t) => c.OnTimer(t));
     }
 
     private void CoordCall(Func<CoordinatorCore, MonoTime, IReadOnlyList<CoordinatorEffect>> call)
     {
         if (_coord.Core is { } core)
         {
-            ApplyCoordinator(call(core, _coord.Clock.Local(_w.Now)));
+            var now = _coord.Clock.Local(_w.Now);
+            ApplyCoordinator(call(core, now));
+            AfterCoordinatorCall(core, now);
         }
+    }
+
+    /// <summary>Like the daemon's host: wake the core exactly when it asks (a stage deadline, the next heartbeat, or the instant a failover becomes possible).</summary>
+    private void AfterCoordinatorCall(CoordinatorCore core, MonoTime now)
+    {
+        if (!ReferenceEquals(core, _coord.Core))
+        {
+            return;
+        }
+
+        var wake = core.NextWake(now);
+        if (_coord.NextWake is { } pending && pending <= wake)
+        {
+            return;
+        }
+
+        _coord.NextWake = wake;
+        var epoch = _coord.Epoch;
+        _w.At(_coord.Clock.Global(wake), () =>
+        {
+            if (_coord.Epoch == epoch && _coord.NextWake == wake)
+            {
+                _coord.NextWake = null;
+                CoordCall((c, t) => c.OnTimer(t));
+            }
+        });
     }
 
     private void ApplyCoordinator(IReadOnlyList<CoordinatorEffect> effects)
@@ -616,7 +714,8 @@ public sealed class ClusterSimulation
                         Violate($"I5: operation {op.Kind} {op.Id} persisted without a durable decision event");
                     }
 
-                    if (p.Record.Generation != (before?.Generation ?? 0) && _coord.Events.LastOrDefault()?.Kind is not ("FailoverStarted" or "Adopted"))
+                    var lastKind = _coord.Events.LastOrDefault()?.Kind ?? "";
+                    if (p.Record.Generation != (before?.Generation ?? 0) && !(lastKind == "Adopted" || lastKind.EndsWith("Started", StringComparison.Ordinal) || lastKind.EndsWith("RollingBack", StringComparison.Ordinal)))
                     {
                         Violate($"I5: generation {p.Record.Generation} persisted without a durable event");
                     }
@@ -706,6 +805,8 @@ public sealed class ClusterSimulation
         public CoordinatorCore? Core { get; set; }
 
         public long Epoch { get; set; }
+
+        public MonoTime? NextWake { get; set; }
 
         public Dictionary<string, CoordinatorRecord> Durable { get; } = new(StringComparer.Ordinal);
 

@@ -1,8 +1,7 @@
 using System.Globalization;
 using HaMesh.Protocol.V1;
-using HaMesh.Shared.Failover;
 
-namespace HaMesh.Coordinator.Failover;
+namespace HaMesh.Shared.Failover;
 
 /// <summary>
 /// The preconditions of the operator's moves, as pure functions of the same <see cref="ClusterView"/> the
