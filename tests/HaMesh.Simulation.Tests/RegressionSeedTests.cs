@@ -44,6 +44,22 @@ public sealed class RegressionSeedTests
     [InlineData(1843, 3)]
     public void Fences_OnePendingPerPeer_PrimaryNotFrozenForever(int seed, int nodes) => AssertHolds(seed, nodes);
 
+    /// <summary>
+    /// 3 nodes, operator switchovers: an abandoned switchover left a stuck OVH move task (to b); the next failover (to a) read
+    /// "routed to a" with that task still pending, counted it as routed and completed; the task then finished and the IP stayed
+    /// on b for good (liveness). Fix: routed to the target counts only with no move elsewhere pending.
+    /// </summary>
+    [Fact]
+    public void Routed_NotWhileAMoveElsewhereIsPending() => AssertHolds(3, 3);
+
+    /// <summary>
+    /// 3 nodes, operator force-promote while the old primary was unreachable: by the agreement stage it was reachable again
+    /// and was asked to Agree; the Agree raised its generation though it refused (it was Primary), so it sat Primary at the
+    /// current generation, never demoted, and the resource never came back (liveness). Fix: the old primary is not asked.
+    /// </summary>
+    [Fact]
+    public void Agreement_NotAskedOfTheOldPrimary() => AssertHolds(53, 3);
+
     private static void AssertHolds(int seed, int nodes)
     {
         var r = ClusterSimulation.Run(seed, new SimOptions { Nodes = nodes });

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using HaMesh.Coordinator.Events;
+using HaMesh.Coordinator.Membership;
 using HaMesh.Coordinator.Metrics;
 using HaMesh.Coordinator.Store;
 using HaMesh.Shared.Configuration;
@@ -10,14 +11,17 @@ using Microsoft.Extensions.Options;
 namespace HaMesh.Coordinator.Failover;
 
 /// <summary>
-/// Every heartbeat: build the view, call the pure <see cref="FailoverPolicy.Decide"/>, and hand what it
-/// returns to the <see cref="OperationExecutor"/>, one operation per resource at a time (the executor's
-/// slots are shared with operator switchovers). On start, operations a previous run left in flight are
+/// Builds the view, calls the pure <see cref="FailoverPolicy.Decide"/>, and hands what it returns to the
+/// <see cref="OperationExecutor"/>, one operation per resource at a time (the executor's slots are shared
+/// with operator switchovers). It decides whenever the live view changes (a report carries the votes), at
+/// the exact instant <see cref="FailoverPolicy.NextDecisionAt"/> names (the silent primary crosses lease +
+/// drift margin), and at least every heartbeat. On start, operations a previous run left in flight are
 /// resumed or abandoned first. A failed operation backs off before the decision is retried.
 /// </summary>
 public sealed partial class DecisionLoop(
     IOptions<HaMeshOptions> options,
     ClusterViewBuilder views,
+    NodeRegistry registry,
     SqliteStore store,
     OperationExecutor executor,
     TimeProvider time,
@@ -28,6 +32,7 @@ public sealed partial class DecisionLoop(
     private readonly HaMeshOptions _options = options.Value;
     private readonly ConcurrentDictionary<string, (int Failures, long Until)> _backoff = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _lastHold = new(StringComparer.Ordinal);
+    private readonly Lock _tick = new();
 
     /// <summary>Decisions made so far (tests and metrics).</summary>
     public int Decisions => _decisions;
@@ -46,24 +51,41 @@ public sealed partial class DecisionLoop(
         executor.ResumePending();
         while (!stoppingToken.IsCancellationRequested)
         {
+            // Armed before the round, so a report that arrives during it wakes the next one.
+            using var wake = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+            var changed = registry.WaitForChangeAsync(wake.Token);
             await TickAsync(stoppingToken);
-            try
-            {
-                await Task.Delay(_options.Cluster.Timings.Heartbeat, time, stoppingToken);
-            }
-            catch (OperationCanceledException)
-            {
-                break;
-            }
+            await Task.WhenAny(changed, Task.Delay(NextDelay(), time, wake.Token));
+            await wake.CancelAsync();
         }
 
         await executor.WhenIdleAsync();
     }
 
-    /// <summary>One decision round (tests drive it directly). Returns the operations it started.</summary>
+    /// <summary>Until the next decision round: a heartbeat, or less when a failover becomes possible sooner.</summary>
+    public TimeSpan NextDelay()
+    {
+        var delay = _options.Cluster.Timings.Heartbeat;
+        if (FailoverPolicy.NextDecisionAt(views.Build(executor.Busy), views.HaOptions) is { } at && at - views.Now is var until && until > TimeSpan.Zero && until < delay)
+        {
+            delay = until;
+        }
+
+        return delay;
+    }
+
+    /// <summary>One decision round (tests drive it directly; the loop runs them one at a time). Returns the operations it started.</summary>
     public Task<IReadOnlyList<Task<bool>>> TickAsync(CancellationToken ct)
     {
         _ = ct;
+        lock (_tick)
+        {
+            return Task.FromResult<IReadOnlyList<Task<bool>>>(Tick());
+        }
+    }
+
+    private List<Task<bool>> Tick()
+    {
         var detectedAt = time.GetTimestamp();
         var view = views.Build(executor.Busy);
         var started = new List<Task<bool>>();
@@ -99,7 +121,7 @@ public sealed partial class DecisionLoop(
 
         health?.Beat(HealthName);
         metrics?.DecisionTick(time.GetElapsedTime(detectedAt));
-        return Task.FromResult<IReadOnlyList<Task<bool>>>(started);
+        return started;
     }
 
     private async Task TrackAsync(string resource, Task<bool> operation)

@@ -21,7 +21,9 @@ public readonly record struct MonoTime(TimeSpan SinceOrigin) : IComparable<MonoT
 
     public int CompareTo(MonoTime other) => SinceOrigin.CompareTo(other.SinceOrigin);
 
-    public static MonoTime FromTimestamp(long timestamp, long frequency) => new(TimeSpan.FromSeconds((double)timestamp / frequency));
+    /// <summary>Exact to the tick (no floating point): a wake computed from two timestamps lands on the instant itself.</summary>
+    public static MonoTime FromTimestamp(long timestamp, long frequency) =>
+        new(TimeSpan.FromTicks(frequency == TimeSpan.TicksPerSecond ? timestamp : (long)((Int128)timestamp * TimeSpan.TicksPerSecond / frequency)));
 }
 
 /// <summary>What one node reported about one resource in its last report.</summary>

@@ -267,8 +267,8 @@ public sealed class OperationExecutorTests
         h.Agents.Nodes["a"].Down = true;
         h.Agents.Nodes["b"].Connection = ConnectionState.Connecting;
         h.Time.Advance(h.Options.Cluster.Timings.SilenceThreshold + TimeSpan.FromMilliseconds(1));
+        h.Agents.Nodes["b"].FailPromote = true; // before the report: the loop decides as soon as it arrives
         h.Report("b");
-        h.Agents.Nodes["b"].FailPromote = true;
         await h.Host!.Get<DecisionLoop>().TickAsync(Ct);
         var started = await h.WaitForEventAsync(e => e.Record.Kind == "FailoverStarted", Ct);
         await h.WaitForTerminalAsync(started.Record.Attributes["operation"], Ct);
@@ -357,6 +357,30 @@ public sealed class OperationExecutorTests
         Assert.All(h.Agents.Calls, c => Assert.Equal("Demote b@1 discard", c)); // the victim only; never the primary
         Assert.Contains("divergent changes discarded", rejoined.Record.Message);
         Assert.DoesNotContain(h.Host.Get<IEventLog>().List(0), e => e.Record.Kind == "SplitBrain");
+    }
+
+    [Fact]
+    public async Task DecisionLoop_PrimarySilent_FailoverStartsAtTheExactThresholdNotOnALaterHeartbeat()
+    {
+        await using var h = await ExecutorHarness.StartAsync(TimeSpan.Zero);
+        h.Bootstrap("a");
+        h.Report("a", "b");
+        var silence = h.Options.Cluster.Timings.SilenceThreshold;
+        var early = silence - TimeSpan.FromMilliseconds(130); // not a multiple of the heartbeat
+
+        // a goes silent; shortly before the threshold b reports that it lost its peer long ago
+        h.Agents.Nodes["a"].Down = true;
+        h.Agents.Nodes["b"].Connection = ConnectionState.Connecting;
+        h.Time.Advance(early);
+        h.Report("b");
+
+        // the loop decides on the report (too early: holds) and arms its wake for the exact remaining 130 ms
+        await h.Timers.WaitForTimerAsync(TimeSpan.FromMilliseconds(130), Ct);
+        Assert.DoesNotContain("FailoverStarted", h.Kinds());
+        h.Time.Advance(TimeSpan.FromMilliseconds(130));
+        var started = await h.WaitForEventAsync(e => e.Record.Kind == "FailoverStarted", Ct);
+
+        Assert.Equal(CoordinatorTestHostT0 + silence, started.Time);
     }
 
     private static readonly DateTimeOffset CoordinatorTestHostT0 = Testing.Hosts.CoordinatorTestHost.T0;
