@@ -203,6 +203,24 @@ public sealed class CoordinatorCoreTests
     }
 
     [Fact]
+    public void ForcePromote_ThreeNodes_AsksTheThirdNodeEvenWhenItIsUnreachable_AndGivesTheResourceBackOnTimeout()
+    {
+        var core = new CoordinatorCore(new CoordinatorConfig(["a", "b", "c"], [new CoreResource(R, "a", ["203.0.113.10/32"])], Policy, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30)),
+            [CoordinatorRecord.Empty(R) with { Generation = 1, Primary = "a" }], 0, T0);
+        var t = T0 + TimeSpan.FromSeconds(5); // a and c were never heard from by this run; b reports
+        core.OnReport(t, "b", R, new NodeResourceFacts(DrbdRole.Secondary, DiskState.UpToDate, ConnectionState.Connecting, DrbdRole.Unknown, 1, TimeSpan.FromSeconds(5)), ++_seq, []);
+
+        var outcome = core.OnForcePromote(t, R, "b", 1, "a is gone");
+
+        var agree = Command(outcome.Effects);
+        Assert.Equal(("c", CommandKind.Agree, 2UL), (agree.Node, agree.Command.Kind, agree.Command.Generation));
+        Assert.DoesNotContain(core.OnTimer(t + TimeSpan.FromSeconds(1)).OfType<CoordinatorEffect.SendCommand>(), c => c.Command.Kind == CommandKind.Promote);
+        var abandoned = core.OnTimer(t + TimeSpan.FromSeconds(31));
+        Assert.Contains("OperationAbandoned", Events(abandoned));
+        Assert.Equal(("a", 2UL), (core.Record(R).Primary, core.Record(R).Generation));
+    }
+
+    [Fact]
     public void Maintenance_SuspendsDecisionsAndSwitchoversAndIsPersisted()
     {
         var core = Core();

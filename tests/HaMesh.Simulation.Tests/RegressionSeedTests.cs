@@ -60,6 +60,17 @@ public sealed class RegressionSeedTests
     [Fact]
     public void Agreement_NotAskedOfTheOldPrimary() => AssertHolds(53, 3);
 
+    /// <summary>
+    /// 3 nodes, operator force-promote with the old primary cut off from W: the third node refused to agree (it was granting the
+    /// old primary's lease), was then cut off from W too and skipped as "not a fresh voter"; the target was promoted while the
+    /// old primary still held the third node's lease (I1). Fix: a force-promote needs every other node's agreement, and one
+    /// abandoned before its target was promoted gives the resource back to the old primary.
+    /// </summary>
+    [Theory]
+    [InlineData(1331)]
+    [InlineData(1674)]
+    public void ForcePromote_NoPromotionWithoutEveryOtherNodesAgreement(int seed) => AssertHolds(seed, 3);
+
     private static void AssertHolds(int seed, int nodes)
     {
         var r = ClusterSimulation.Run(seed, new SimOptions { Nodes = nodes });

@@ -504,7 +504,10 @@ public sealed class CoordinatorCore
                 {
                     Event(fx, "OperationAbandoned", r.Name, Fmt($"{op.Kind} to {op.Target} at generation {op.Generation} did not finish within {_config.OperationTimeout.TotalSeconds:0} s (stage {op.Stage}); deciding afresh"), op.Id);
                     _running.Remove(r.Name);
-                    Save(rec with { Operation = null }, fx);
+                    // A force-promote that never got its target promoted gives the resource back to the old primary: an
+                    // EnsurePrimary of the target would skip the agreement it never got (simulation seed 1331, 3 nodes).
+                    var unconfirmed = op is { Kind: OperationKind.ForcePromote, DemoteFirst: false, From.Length: > 0, Stage: OperationStage.Agreeing or OperationStage.Promoting };
+                    Save(rec with { Operation = null, Primary = unconfirmed ? op.From : rec.Primary }, fx);
                 }
                 else if (now >= run.StageDeadline)
                 {
@@ -678,7 +681,9 @@ public sealed class CoordinatorCore
         var op = _records[resource].Operation!;
         // The old primary is not asked: its agreement means nothing, and an Agree raises its generation (simulation seed 53,
         // 3 nodes: a force-promote asked the reachable old Primary, which then sat at the new generation, never demoted).
-        var voters = _config.Nodes.Where(n => n != op.Target && n != op.From && !run.Agreed.Contains(n) && IsFreshVoter(n, now)).ToList();
+        // A force-promote has no quorum behind it: every other node must agree, reachable or not (it may be granting the
+        // old primary a lease: simulation seed 1331, 3 nodes, where a voter cut off from W was skipped and two held leases).
+        var voters = _config.Nodes.Where(n => n != op.Target && n != op.From && !run.Agreed.Contains(n) && (op.Kind == OperationKind.ForcePromote || IsFreshVoter(n, now))).ToList();
         if (voters.Count == 0)
         {
             StartStage(now, resource, run, OperationStage.Promoting, fx);
