@@ -47,6 +47,7 @@ public sealed partial class OperationExecutor(
     IServiceProvider services,
     FailoverIpVerifier verifier,
     IpRoutingCache routes,
+    LeaseGrantor leases,
     IHostApplicationLifetime lifetime,
     TimeProvider time,
     ILogger<OperationExecutor> logger)
@@ -181,6 +182,7 @@ public sealed partial class OperationExecutor(
                 return await FinishAsync(plan, "Aborted", $"demote of {plan.From} failed ({demoted.Detail}); {plan.To} was not promoted; {reasserted}", EventSeverity.Critical, clock, ok: false);
             }
 
+            leases.Release(plan.Resource, plan.From);
             store.SetPrimary(plan.Resource, plan.Generation, plan.To, new EventRecord("PrimaryHandedOver", $"{plan.From} is demoted; {plan.To} is the intended primary at generation {plan.Generation}", plan.Resource, plan.To));
             store.SaveOperation(plan.ToRecord(OperationPhases.Demoted, time.GetUtcNow()));
             clock.Mark("demoted");

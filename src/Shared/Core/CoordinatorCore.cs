@@ -22,7 +22,7 @@ public sealed class CoordinatorCore
     private readonly Dictionary<string, string> _lastHold = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _lastAlert = new(StringComparer.Ordinal);
     private readonly Dictionary<(string Resource, string Node), MonoTime> _demoteSentAt = [];
-    private readonly Dictionary<string, (string Node, MonoTime Until)> _grantPromise = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, LeasePromise> _grantPromise = new(StringComparer.Ordinal);
     private readonly MonoTime _startedAt;
     private ulong _viewVersion;
     private long _ids;
@@ -51,7 +51,7 @@ public sealed class CoordinatorCore
             // A restarted coordinator may have granted the recorded primary a lease just before it stopped: it keeps that promise.
             if (rec.Primary.Length > 0)
             {
-                _grantPromise[rec.Resource] = (rec.Primary, now + config.Policy.Silence);
+                _grantPromise[rec.Resource] = new LeasePromise(rec.Primary, now + config.Policy.Silence);
             }
         }
 
@@ -121,29 +121,12 @@ public sealed class CoordinatorCore
         }
 
         n.LastReportAt = now;
-        string reason;
-        if (rec.Generation == 0 || rec.Primary.Length == 0)
-        {
-            reason = $"no primary recorded for {resource}";
-        }
-        else if (rec.Primary != node)
-        {
-            reason = Fmt($"{node} is not the primary (the coordinator made {rec.Primary} primary at generation {rec.Generation})");
-        }
-        else if (generation != rec.Generation)
-        {
-            reason = Fmt($"generation {generation} is not the current generation {rec.Generation}");
-        }
-        else if (_grantPromise.TryGetValue(resource, out var promise) && promise.Node != node && now < promise.Until)
-        {
-            // A force-promote without a demote may name a new primary while the old one may still hold the coordinator's grant.
-            reason = Fmt($"the coordinator promised {promise.Node} not to take part in promoting another node for {(promise.Until - now).TotalMilliseconds:0} ms more");
-        }
-        else
+        var reason = LeaseRule.Refusal(resource, rec.Generation, rec.Primary, node, generation, _grantPromise.TryGetValue(resource, out var promise) ? promise : null, now);
+        if (reason is null)
         {
             // The grant is a promise: Decide counts the primary silent only lease + margin after it.
             n.LastGrantAt = now;
-            _grantPromise[resource] = (node, now + _config.Policy.Silence);
+            _grantPromise[resource] = new LeasePromise(node, now + _config.Policy.Silence);
             return [new CoordinatorEffect.SendLeaseGrant(node, resource, sequence, true, rec.Generation, "")];
         }
 

@@ -66,4 +66,26 @@ public sealed class LeaseGrantTests
         Assert.False(grant.Granted);
         Assert.Contains("made b primary at generation 2", grant.Reason);
     }
+
+    [Fact]
+    public async Task LeaseRequest_NewPrimaryWhileThePromiseToTheOldOneRuns_RefusedUntilItRunsOut()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(CoordinatorTestHost.T0);
+        var options = TestConfig.TwoNodes();
+        await using var host = await CoordinatorTestHost.StartAsync(options, time);
+        var store = host.Get<SqliteStore>();
+        store.AdvanceGeneration("db", 0, "a", new EventRecord("Bootstrap", "t", "db"), isFailover: false);
+        Assert.True((await RequestAsync(host, "a", 1, ct)).Granted);
+        // b named primary while a may still hold the grant just given (a force-promote of an unreachable a)
+        store.AdvanceGeneration("db", 1, "b", new EventRecord("ForcePromoteStarted", "t", "db"), isFailover: false);
+
+        var early = await RequestAsync(host, "b", 2, ct);
+        time.Advance(options.Cluster.Timings.SilenceThreshold);
+        var late = await RequestAsync(host, "b", 2, ct);
+
+        Assert.False(early.Granted);
+        Assert.Contains("promised a not to take part in promoting another node", early.Reason);
+        Assert.True(late.Granted, late.Reason);
+    }
 }
