@@ -128,7 +128,10 @@ public sealed class ClusterSimulation
             return _violation is null;
         });
 
-        if (_violation is null && !Healthy())
+        // A forced promotion may leave a DRBD split-brain; with the default policy HaMesh stops and tells the operator how to
+        // recover (design §4): liveness is then the operator's, not the system's (seed 3086, 3 nodes).
+        var awaitingOperator = _forced.Count > 0 && _coord.Events.Any(e => e.Kind == "SplitBrain");
+        if (_violation is null && !Healthy() && !awaitingOperator)
         {
             Violate($"liveness: {_o.LivenessBound.TotalSeconds:0} s after faults stopped there is no healthy primary serving through {Ip} ({Describe()})");
         }
