@@ -211,6 +211,37 @@ public sealed class TlsClusterTests : IAsyncLifetime
         Assert.NotEqual(StatusCode.OK, plain.StatusCode);
     }
 
+    [Fact]
+    public async Task TlsCoordinator_RevokedCertificate_RefusedAtTheHandshake_OtherCertificatesOfTheCaStillServed()
+    {
+        Issue("operator-lost", ClusterRole.Operator, null);
+        using var lost = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(File.ReadAllText(Pem("operator-lost")));
+        int cport = DaemonProcess.FreePort();
+        var options = Options(cport, DaemonProcess.FreePort(), DaemonProcess.FreePort());
+        options.Tls.RevokedCertificates = ["serial=" + ClusterTls.Ids(lost).Serial];
+        var config = ClusterFiles.Write(_dir, options);
+        var coordinator = Own(DaemonProcess.Start("coordinator", DaemonProcess.Dll("src/Coordinator", "hamesh-coordinator"), ["--config", config]));
+        await coordinator.WaitForListeningAsync(Ct);
+        var address = $"https://127.0.0.1:{cport}";
+        var request = new GetClusterStatusRequest();
+
+        await Coordinator(address, "operator").GetClusterStatusAsync(request, cancellationToken: Ct);
+        AssertRejectedByTransport(await Assert.ThrowsAsync<RpcException>(() => Coordinator(address, "operator-lost").GetClusterStatusAsync(request, cancellationToken: Ct).ResponseAsync));
+
+        // hameshctl reading the same cluster file refuses a server whose certificate is retired: here the coordinator's own
+        var retiredServer = Options(cport, DaemonProcess.FreePort(), DaemonProcess.FreePort());
+        using var server = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(File.ReadAllText(Pem("coordinator")));
+        retiredServer.Tls.CertificateFile = Pem("operator");
+        retiredServer.Tls.KeyFile = Key("operator");
+        var control = await HameshctlAsync("status", "--json", "--config", ClusterFiles.Write(_dir, retiredServer, "cli-control.json"), "--coordinator", address);
+        Assert.True(control.Exit == 0, control.Output);
+        retiredServer.Tls.RevokedCertificates = [ClusterTls.Ids(server).Sha256];
+        var cliConfig = ClusterFiles.Write(_dir, retiredServer, "cli.json");
+        var cli = await HameshctlAsync("status", "--json", "--config", cliConfig, "--coordinator", address);
+        Assert.NotEqual(0, cli.Exit);
+        Assert.DoesNotContain("\"nodes\"", cli.Output, StringComparison.Ordinal);
+    }
+
     // With TLS 1.3 the server judges the client certificate after the client considers the handshake
     // done, so the refusal reaches the client as a failed connection (Unavailable) or a reset stream
     // (Internal), depending on timing; never as an answer from the service.
