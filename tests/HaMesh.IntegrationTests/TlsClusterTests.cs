@@ -138,7 +138,8 @@ public sealed class TlsClusterTests : IAsyncLifetime
 
     private Grpc.Net.Client.GrpcChannel Channel(string address, ClusterTls? tls)
     {
-        var channel = GrpcChannels.Create(address, new TimingOptions(), tls);
+        // a generous connect timeout: a first TLS handshake on a loaded CI machine can take seconds
+        var channel = GrpcChannels.Create(address, new TimingOptions { Lease = TimeSpan.FromSeconds(30) }, tls);
         _disposables.Add(channel);
         return channel;
     }
@@ -428,7 +429,7 @@ public sealed class TlsClusterTests : IAsyncLifetime
 
     private async Task<(int Exit, string Output)> HameshctlAsync(params string[] args)
     {
-        await using var cli = DaemonProcess.Start("hameshctl", DaemonProcess.Dll("src/Cli", "hameshctl"), args);
+        await using var cli = DaemonProcess.Start("hameshctl", DaemonProcess.Dll("src/Cli", "hameshctl"), [.. args, "--timeout", "30"]);
         var exit = await cli.WaitForExitAsync(TimeSpan.FromSeconds(60), Ct);
         return (exit, cli.Output);
     }
