@@ -67,7 +67,7 @@ internal static class FencePeerHandler
         using var material = tls;
         try
         {
-            using var channel = tls is null ? GrpcChannel.ForAddress(agent) : GrpcChannels.Create(agent, new TimingOptions(), tls);
+            using var channel = tls is null ? GrpcChannel.ForAddress(agent) : GrpcChannels.Create(agent, new TimingOptions { Lease = timeout }, tls);   // connecting (TLS handshake) may use the whole budget, not the 2 s default lease
             var client = new AgentService.AgentServiceClient(channel);
             var response = await client.FencePeerAsync(
                 new AgentFencePeerRequest { Resource = resource, DrbdResource = resource, PeerNodeId = peerNodeId, Unfence = unfence },

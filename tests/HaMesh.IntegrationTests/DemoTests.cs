@@ -14,6 +14,9 @@ public sealed class DemoTests
         var exit = await demo.WaitForExitAsync(TimeSpan.FromMinutes(4), ct);
 
         Assert.True(exit == 0, demo.Output);
+        Assert.Contains("mutual TLS: cluster CA and certificates", demo.Output, StringComparison.Ordinal);   // mTLS by default
+        Assert.Contains("coordinator (witness) listening on https://", demo.Output, StringComparison.Ordinal);
+        Assert.Contains("IpVerified b https://127.0.0.10:", demo.Output, StringComparison.Ordinal);          // the end-to-end check dials https too
         Assert.Contains("FailoverStarted b a → b", demo.Output, StringComparison.Ordinal);
         Assert.Contains("PeerOutdated a", demo.Output, StringComparison.Ordinal);               // b's fence-peer handler ran on promotion
         Assert.Contains("(1 POST,", demo.Output, StringComparison.Ordinal);                     // exactly one move

@@ -69,7 +69,7 @@ public sealed class TlsClusterTests : IAsyncLifetime
         return tls;
     }
 
-    private sealed record Cluster(HaMeshOptions Options, string CoordinatorAddress, string AgentAddressA);
+    private sealed record Cluster(HaMeshOptions Options, string CoordinatorAddress, string AgentAddressA, DaemonProcess AgentA);
 
     private HaMeshOptions Options(int cport, int aport, int bport)
     {
@@ -121,7 +121,7 @@ public sealed class TlsClusterTests : IAsyncLifetime
         var b = Own(DaemonProcess.Start("agent-b", DaemonProcess.Dll("src/Agent", "hamesh-agent"), ["--config", config], AgentEnv("b", bport)));
         await Task.WhenAll(a.WaitForListeningAsync(Ct), b.WaitForListeningAsync(Ct));
         await Task.WhenAll(aUp, bUp).WaitAsync(TimeSpan.FromSeconds(60), Ct);
-        return new Cluster(options, address, options.Nodes[0].AgentAddress);
+        return new Cluster(options, address, options.Nodes[0].AgentAddress, a);
     }
 
     private static async Task WaitForEventAsync(CoordinatorService.CoordinatorServiceClient client, string kind, string node)
@@ -138,7 +138,8 @@ public sealed class TlsClusterTests : IAsyncLifetime
 
     private Grpc.Net.Client.GrpcChannel Channel(string address, ClusterTls? tls)
     {
-        var channel = GrpcChannels.Create(address, new TimingOptions(), tls);
+        // a generous connect timeout: a first TLS handshake on a loaded CI machine can take seconds
+        var channel = GrpcChannels.Create(address, new TimingOptions { Lease = TimeSpan.FromSeconds(30) }, tls);
         _disposables.Add(channel);
         return channel;
     }
@@ -211,6 +212,37 @@ public sealed class TlsClusterTests : IAsyncLifetime
         Assert.NotEqual(StatusCode.OK, plain.StatusCode);
     }
 
+    [Fact]
+    public async Task TlsCoordinator_RevokedCertificate_RefusedAtTheHandshake_OtherCertificatesOfTheCaStillServed()
+    {
+        Issue("operator-lost", ClusterRole.Operator, null);
+        using var lost = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(File.ReadAllText(Pem("operator-lost")));
+        int cport = DaemonProcess.FreePort();
+        var options = Options(cport, DaemonProcess.FreePort(), DaemonProcess.FreePort());
+        options.Tls.RevokedCertificates = ["serial=" + ClusterTls.Ids(lost).Serial];
+        var config = ClusterFiles.Write(_dir, options);
+        var coordinator = Own(DaemonProcess.Start("coordinator", DaemonProcess.Dll("src/Coordinator", "hamesh-coordinator"), ["--config", config]));
+        await coordinator.WaitForListeningAsync(Ct);
+        var address = $"https://127.0.0.1:{cport}";
+        var request = new GetClusterStatusRequest();
+
+        await Coordinator(address, "operator").GetClusterStatusAsync(request, cancellationToken: Ct);
+        AssertRejectedByTransport(await Assert.ThrowsAsync<RpcException>(() => Coordinator(address, "operator-lost").GetClusterStatusAsync(request, cancellationToken: Ct).ResponseAsync));
+
+        // hameshctl reading the same cluster file refuses a server whose certificate is retired: here the coordinator's own
+        var retiredServer = Options(cport, DaemonProcess.FreePort(), DaemonProcess.FreePort());
+        using var server = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(File.ReadAllText(Pem("coordinator")));
+        retiredServer.Tls.CertificateFile = Pem("operator");
+        retiredServer.Tls.KeyFile = Key("operator");
+        var control = await HameshctlAsync("status", "--json", "--config", ClusterFiles.Write(_dir, retiredServer, "cli-control.json"), "--coordinator", address);
+        Assert.True(control.Exit == 0, control.Output);
+        retiredServer.Tls.RevokedCertificates = [ClusterTls.Ids(server).Sha256];
+        var cliConfig = ClusterFiles.Write(_dir, retiredServer, "cli.json");
+        var cli = await HameshctlAsync("status", "--json", "--config", cliConfig, "--coordinator", address);
+        Assert.NotEqual(0, cli.Exit);
+        Assert.DoesNotContain("\"nodes\"", cli.Output, StringComparison.Ordinal);
+    }
+
     // With TLS 1.3 the server judges the client certificate after the client considers the handshake
     // done, so the refusal reaches the client as a failed connection (Unavailable) or a reset stream
     // (Internal), depending on timing; never as an answer from the service.
@@ -259,6 +291,119 @@ public sealed class TlsClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task TlsCluster_EveryDeniedRoleRule_PermissionDenied_CoordinatorAuditsItsOwn_AgentsLogTheirs()
+    {
+        var c = await StartAsync();
+        WriteRolelessCertificate("roleless");
+        var coordinatorAs = (string cert) => Coordinator(c.CoordinatorAddress, cert);
+        var agentA = (string cert) => new AgentService.AgentServiceClient(Channel(c.AgentAddressA, Material(cert)));
+        var denied = new List<(string Method, string Caller)>();
+
+        async Task Denied<T>(Func<AsyncUnaryCall<T>> call, string reason, string method, string caller, bool audited = true)
+        {
+            var ex = await Assert.ThrowsAsync<RpcException>(() => call().ResponseAsync);
+            Assert.True(ex.StatusCode == StatusCode.PermissionDenied, $"{method} as {caller}: expected PermissionDenied, got {ex.StatusCode}: {ex.Status.Detail}");
+            Assert.Contains(reason, ex.Status.Detail, StringComparison.Ordinal);
+            if (audited)
+            {
+                denied.Add((method, caller));
+            }
+        }
+
+        // only operators: Switchover, SetMaintenance, ClaimIp, ForcePromote (a viewer, an agent, even the coordinator's own certificate are refused)
+        var switchover = new SwitchoverRequest { Resource = "db", Generation = 1, TargetNode = "b" };
+        await Denied(() => coordinatorAs("viewer").SwitchoverAsync(switchover, cancellationToken: Ct), "only an operator", "Switchover", "viewer");
+        await Denied(() => coordinatorAs("agent-a").SwitchoverAsync(switchover, cancellationToken: Ct), "only an operator", "Switchover", "agent/a");
+        await Denied(() => coordinatorAs("coordinator").SwitchoverAsync(switchover, cancellationToken: Ct), "only an operator", "Switchover", "coordinator");
+        await Denied(() => coordinatorAs("viewer").SetMaintenanceAsync(new SetMaintenanceRequest { Resource = "db", Enabled = true }, cancellationToken: Ct), "only an operator", "SetMaintenance", "viewer");
+        await Denied(() => coordinatorAs("agent-b").SetMaintenanceAsync(new SetMaintenanceRequest { Resource = "db", Enabled = true }, cancellationToken: Ct), "only an operator", "SetMaintenance", "agent/b");
+        await Denied(() => coordinatorAs("viewer").ClaimIpAsync(new ClaimIpRequest { Resource = "db", Ip = "203.0.113.10", Node = "b" }, cancellationToken: Ct), "only an operator", "ClaimIp", "viewer");
+        await Denied(() => coordinatorAs("agent-a").ClaimIpAsync(new ClaimIpRequest { Resource = "db", Ip = "203.0.113.10", Node = "a" }, cancellationToken: Ct), "only an operator", "ClaimIp", "agent/a");
+        await Denied(() => coordinatorAs("viewer").ForcePromoteAsync(new ForcePromoteRequest { Resource = "db", Node = "b", IUnderstandDataLoss = true }, cancellationToken: Ct), "only an operator", "ForcePromote", "viewer");
+        await Denied(() => coordinatorAs("agent-b").ForcePromoteAsync(new ForcePromoteRequest { Resource = "db", Node = "b", IUnderstandDataLoss = true }, cancellationToken: Ct), "only an operator", "ForcePromote", "agent/b");
+
+        // the event log is for people (viewer, operator), the Connect stream and FencePeer for agents, on their own behalf
+        await Denied(() => coordinatorAs("agent-a").ListEventsAsync(new ListEventsRequest(), cancellationToken: Ct), "only a viewer or an operator", "ListEvents", "agent/a");
+        await Denied(() => coordinatorAs("agent-a").GetIpAsync(new GetIpRequest { Ip = "203.0.113.10" }, cancellationToken: Ct), "only a viewer or an operator", "GetIp", "agent/a");
+        var fence = new FencePeerRequest { Resource = "db", Generation = 1, RequestingNode = "b", PeerNode = "a" };
+        await Denied(() => coordinatorAs("agent-a").FencePeerAsync(fence, cancellationToken: Ct), "only fence on its own behalf", "FencePeer", "agent/a");
+        await Denied(() => coordinatorAs("operator").FencePeerAsync(fence, cancellationToken: Ct), "only an agent", "FencePeer", "operator");
+        await Denied(() => coordinatorAs("roleless").GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: Ct), "carries no HaMesh role", "GetClusterStatus", "(no role)");
+        await ConnectDeniedAsync(coordinatorAs("operator"), [new AgentMessage { Hello = new AgentHello { Node = "a" } }], "only an agent");
+        denied.Add(("Connect", "operator"));
+        await ConnectDeniedAsync(coordinatorAs("agent-a"), [new AgentMessage { Hello = new AgentHello { Node = "a", AgentVersion = "test" } }, new AgentMessage { Report = new NodeStatus { Node = "b" } }], "own node");
+        denied.Add(("Connect", "agent/a"));
+
+        // agents: only the coordinator promotes or demotes; Outdate from the coordinator or the peer; leases only from the peer, for itself
+        await Denied(() => agentA("operator").PromoteAsync(new PromoteRequest { Resource = "db", Generation = 99 }, cancellationToken: Ct), "only the coordinator", "Promote", "operator", audited: false);
+        await Denied(() => agentA("viewer").PromoteAsync(new PromoteRequest { Resource = "db", Generation = 99, Force = true }, cancellationToken: Ct), "only the coordinator", "Promote", "viewer", audited: false);
+        await Denied(() => agentA("agent-b").PromoteAsync(new PromoteRequest { Resource = "db", Generation = 99 }, cancellationToken: Ct), "only the coordinator", "Promote", "agent/b", audited: false);
+        await Denied(() => agentA("agent-b").DemoteAsync(new DemoteRequest { Resource = "db", Generation = 99 }, cancellationToken: Ct), "only the coordinator", "Demote", "agent/b", audited: false);
+        await Denied(() => agentA("operator").DemoteAsync(new DemoteRequest { Resource = "db", Generation = 99 }, cancellationToken: Ct), "only the coordinator", "Demote", "operator", audited: false);
+        await Denied(() => agentA("operator").OutdateAsync(new OutdateRequest { Resource = "db", Generation = 99 }, cancellationToken: Ct), "only the coordinator or the peer agent", "Outdate", "operator", audited: false);
+        await Denied(() => agentA("agent-a").OutdateAsync(new OutdateRequest { Resource = "db", Generation = 99 }, cancellationToken: Ct), "only the coordinator or the peer agent", "Outdate", "agent/a", audited: false);
+        var renew = new RenewLeaseRequest { Resource = "db", Generation = 1, Requester = "b", Lease = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromSeconds(2)) };
+        await Denied(() => agentA("coordinator").RenewLeaseAsync(renew, cancellationToken: Ct), "only the peer agent", "RenewLease", "coordinator", audited: false);
+        await Denied(() => agentA("agent-a").RenewLeaseAsync(renew, cancellationToken: Ct), "only the peer agent", "RenewLease", "agent/a", audited: false);
+        await Denied(() => agentA("agent-b").RenewLeaseAsync(new RenewLeaseRequest(renew) { Requester = "a" }, cancellationToken: Ct), "may only renew for itself", "RenewLease", "agent/b", audited: false);
+        await Denied(() => agentA("roleless").GetStatusAsync(new GetStatusRequest(), cancellationToken: Ct), "carries no HaMesh role", "GetStatus", "(no role)", audited: false);
+
+        // the allowed side of the same rules: a viewer reads everything read-only
+        await coordinatorAs("viewer").GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: Ct);
+        await coordinatorAs("viewer").ListEventsAsync(new ListEventsRequest(), cancellationToken: Ct);
+        await agentA("viewer").GetStatusAsync(new GetStatusRequest(), cancellationToken: Ct);
+        await agentA("viewer").PingAsync(new PingRequest { Nonce = "v" }, cancellationToken: Ct);
+
+        // every coordinator denial is an AccessDenied event naming the method and the caller
+        var events = await coordinatorAs("operator").ListEventsAsync(new ListEventsRequest { Limit = 1000 }, cancellationToken: Ct);
+        var audit = events.Events.Where(e => e.Kind == "AccessDenied").Select(e => e.Message).ToList();
+        foreach (var (method, caller) in denied)
+        {
+            Assert.Contains(audit, m => m.Contains("CoordinatorService/" + method + " ", StringComparison.Ordinal) && m.Contains("denied for " + caller + ":", StringComparison.Ordinal));
+        }
+
+        // agent denials are audited in the agent's own log (warning, event id 3101)
+        var agentLog = c.AgentA.Output;
+        foreach (var (method, caller) in new[] { ("Promote", "operator"), ("Demote", "agent/b"), ("Outdate", "operator"), ("RenewLease", "coordinator"), ("GetStatus", "(no role)") })
+        {
+            Assert.Contains($"access denied: /hamesh.v1.AgentService/{method} for {caller}", agentLog, StringComparison.Ordinal);
+        }
+    }
+
+    private static async Task ConnectDeniedAsync(CoordinatorService.CoordinatorServiceClient client, AgentMessage[] messages, string reason)
+    {
+        using var connect = client.Connect(cancellationToken: Ct);
+        var ex = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            foreach (var m in messages)
+            {
+                await connect.RequestStream.WriteAsync(m, Ct);
+            }
+
+            while (await connect.ResponseStream.MoveNext(Ct))
+            {
+            }
+        });
+        Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
+        Assert.Contains(reason, ex.Status.Detail, StringComparison.Ordinal);
+    }
+
+    /// <summary>A certificate of the cluster CA with no hamesh://role/ SAN URI at all.</summary>
+    private void WriteRolelessCertificate(string name)
+    {
+        var now = TimeProvider.System.GetUtcNow();
+        using var ca = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(_ca.CertificatePem, _ca.KeyPem);
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=someone, O=HaMesh", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var san = new System.Security.Cryptography.X509Certificates.SubjectAlternativeNameBuilder();
+        san.AddDnsName("localhost");
+        request.CertificateExtensions.Add(san.Build());
+        request.CertificateExtensions.Add(new System.Security.Cryptography.X509Certificates.X509EnhancedKeyUsageExtension([new System.Security.Cryptography.Oid("1.3.6.1.5.5.7.3.2")], false));
+        using var cert = request.Create(ca, now.AddMinutes(-5), now.AddDays(1), [0x12, 0x34, 0x56, 0x78]);
+        ClusterCertificates.Write(Certs, name, new PemPair(cert.ExportCertificatePem(), key.ExportPkcs8PrivateKeyPem()));
+    }
+
+    [Fact]
     public async Task Hameshctl_OverTls_OperatorReadsStatus_ViewerSwitchoverRefused_FromClusterFileOrFlags()
     {
         int cport = DaemonProcess.FreePort();
@@ -284,7 +429,7 @@ public sealed class TlsClusterTests : IAsyncLifetime
 
     private async Task<(int Exit, string Output)> HameshctlAsync(params string[] args)
     {
-        await using var cli = DaemonProcess.Start("hameshctl", DaemonProcess.Dll("src/Cli", "hameshctl"), args);
+        await using var cli = DaemonProcess.Start("hameshctl", DaemonProcess.Dll("src/Cli", "hameshctl"), [.. args, "--timeout", "30"]);
         var exit = await cli.WaitForExitAsync(TimeSpan.FromSeconds(60), Ct);
         return (exit, cli.Output);
     }

@@ -4,6 +4,7 @@ using HaMesh.Agent.Actions;
 using HaMesh.Agent.Reporting;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Configuration;
+using HaMesh.Shared.Grpc;
 using Microsoft.Extensions.Options;
 
 namespace HaMesh.Agent.Api;
@@ -51,6 +52,8 @@ public sealed class AgentGrpcService(
     {
         RequireResource(request.Resource, "resource");
         RequireGeneration(request.Generation);
+        RequireText(request.Reason, "reason", MaxReason);
+        RequireText(request.OperationId, "operation_id", MaxOperationId);
         return actions.PromoteAsync(request, context.CancellationToken);
     }
 
@@ -58,6 +61,8 @@ public sealed class AgentGrpcService(
     {
         RequireResource(request.Resource, "resource");
         RequireGeneration(request.Generation);
+        RequireText(request.Reason, "reason", MaxReason);
+        RequireText(request.OperationId, "operation_id", MaxOperationId);
         return actions.DemoteAsync(request, context.CancellationToken);
     }
 
@@ -65,6 +70,7 @@ public sealed class AgentGrpcService(
     {
         RequireResource(request.Resource, "resource");
         RequireGeneration(request.Generation);
+        RequireText(request.RequestedBy, "requested_by", MaxOperationId);
         return actions.OutdateAsync(request, context.CancellationToken);
     }
 
@@ -74,10 +80,10 @@ public sealed class AgentGrpcService(
         RequireGeneration(request.Generation);
         if (_options.FindNode(request.Requester) is null || request.Requester == _options.Agent.Node)
         {
-            ThrowInvalid("requester", $"'{request.Requester}' is not the peer node of '{_options.Agent.Node}'");
+            ThrowInvalid("requester", $"'{Truncate(request.Requester)}' is not the peer node of '{_options.Agent.Node}'");
         }
 
-        if (request.Lease is null || request.Lease.ToTimeSpan() <= TimeSpan.Zero || request.Lease.ToTimeSpan() > TimeSpan.FromMinutes(1))
+        if (!ProtoTime.TryToTimeSpan(request.Lease, out var lease) || lease <= TimeSpan.Zero || lease > TimeSpan.FromMinutes(1))
         {
             ThrowInvalid("lease", "must be a positive duration of at most one minute");
         }
@@ -92,6 +98,16 @@ public sealed class AgentGrpcService(
             ThrowInvalid("resource", "resource or drbd_resource is required");
         }
 
+        if (request.Resource.Length > 0 && !Names.IsValidName(request.Resource))
+        {
+            ThrowInvalid("resource", $"'{Truncate(request.Resource)}' {Names.NameRule}");
+        }
+
+        if (request.DrbdResource.Length > 0 && !Names.IsValidDrbdResource(request.DrbdResource))
+        {
+            ThrowInvalid("drbd_resource", $"'{Truncate(request.DrbdResource)}' is not a DRBD resource name");
+        }
+
         var known = _options.Resources.Any(r => r.Name == request.Resource || r.DrbdResource == request.DrbdResource);
         if (!known)
         {
@@ -99,6 +115,18 @@ public sealed class AgentGrpcService(
         }
 
         return actions.FencePeerAsync(request, context.CancellationToken);
+    }
+
+    private const int MaxReason = 1024;
+    private const int MaxOperationId = 128;
+
+    /// <summary>Free-text fields are bounded: they end up in logs and results.</summary>
+    private static void RequireText(string value, string field, int max)
+    {
+        if (value.Length > max)
+        {
+            ThrowInvalid(field, $"must be at most {max} characters (got {value.Length})");
+        }
     }
 
     private void RequireResource(string value, string field)

@@ -57,9 +57,13 @@ public static class AgentHostingExtensions
                 o.Interceptors.Add<RoleInterceptor>();
             }
 
+            o.Interceptors.Add<ServerDeadlineInterceptor>();
             o.MaxReceiveMessageSize = GrpcChannels.MaxMessageBytes;
             o.MaxSendMessageSize = GrpcChannels.MaxMessageBytes;
         });
+        // the longest Promote/Demote the coordinator waits for, twice over, and never under 30 s
+        var steps = 4 + options.Resources.Select(r => r.Services.Count + r.FailoverIps.Count).DefaultIfEmpty(0).Max();
+        services.AddSingleton(new ServerCallLimit(TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(30).Ticks, options.Agent.CommandTimeout.Ticks * steps * 2)), c => c.GetHttpContext()));
         services.AddGrpcReflection();
         services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false).AddCheck<CoordinatorLinkHealthCheck>("coordinator-link");
         services.AddAgentMetrics();

@@ -99,6 +99,12 @@ public static class CertsCommand
                 var pair = ClusterCertificates.Issue(ca, r, n, parse.GetValue(dns) ?? [], ips, TimeProvider.System.GetUtcNow());
                 var (cert, key) = ClusterCertificates.Write(d, name, pair);
                 await stdout.WriteLineAsync($"{ClusterRoles.Uri(r, n)} certificate written: {cert} (key {key}, mode 0600)");
+                using (var issued = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(pair.CertificatePem))
+                {
+                    var (serial, sha256) = ClusterTls.Ids(issued);
+                    await stdout.WriteLineAsync($"serial {serial}, SHA-256 fingerprint {sha256} (to retire it: add either to HaMesh:Tls:RevokedCertificates)");
+                }
+
                 return CliApp.Ok;
             }
             catch (CryptographicException ex)

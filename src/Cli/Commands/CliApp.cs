@@ -5,8 +5,9 @@ using HaMesh.Shared.Configuration;
 namespace HaMesh.Cli.Commands;
 
 /// <summary>
-/// hameshctl. Exit codes: 0 success; 1 the daemon could not be reached or refused the call;
-/// 2 bad usage or invalid configuration; 3 the operation ran and failed.
+/// hameshctl. Exit codes (<see cref="ExitCodes"/>, also in --help): 0 success; 1 the daemon could not be reached
+/// or refused the caller (PermissionDenied, transport errors); 2 bad usage, invalid configuration, or a request
+/// refused for its content (InvalidArgument, NotFound, FailedPrecondition); 3 the operation ran and failed.
 /// </summary>
 public static class CliApp
 {
@@ -15,12 +16,16 @@ public static class CliApp
     public const int Usage = 2;
     public const int Failed = 3;
 
+    public const string ExitCodes = "Exit codes: 0 done; 1 coordinator unreachable or the caller refused (PermissionDenied, TLS); "
+        + "2 usage, invalid configuration, or the request refused for its content (InvalidArgument, NotFound, FailedPrecondition: stale generation, precondition); "
+        + "3 the operation ran and failed or timed out. Errors are one line on stderr.";
+
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
     {
         var coordinator = new Option<string?>("--coordinator") { Description = "Coordinator URL (default: $HAMESH_COORDINATOR, else Coordinator:Address from --config)", Recursive = true };
         var config = new Option<string?>("--config") { Description = $"Cluster file (default: ${ConfigLoader.PathVariable} or {ConfigLoader.DefaultPath})", Recursive = true };
         var timeout = new Option<double>("--timeout") { Description = "Call deadline in seconds", DefaultValueFactory = _ => 5, Recursive = true };
-        var root = new RootCommand("hameshctl: operate a HaMesh cluster (status, events, switchover, maintenance, force-promote, configuration)");
+        var root = new RootCommand("hameshctl: operate a HaMesh cluster (status, events, switchover, maintenance, force-promote, ip, certs, configuration). " + ExitCodes);
         root.Options.Add(coordinator);
         root.Options.Add(config);
         root.Options.Add(timeout);

@@ -23,6 +23,7 @@ public sealed class CoordinatorTarget(Option<string?> coordinator, Option<string
         }
 
         string? ca = null, cert = null, key = null;
+        IEnumerable<string> revoked = [];
         if (tlsFlags is not null)
         {
             (ca, cert, key) = (parse.GetValue(tlsFlags.CaCert), parse.GetValue(tlsFlags.Cert), parse.GetValue(tlsFlags.Key));
@@ -34,6 +35,7 @@ public sealed class CoordinatorTarget(Option<string?> coordinator, Option<string
             if (ConfigLoader.Load(path, ConfigScope.Cluster).Options is { Tls.Insecure: false } options)
             {
                 (ca, cert, key) = (options.Tls.CaFile, options.Tls.CertificateFile, options.Tls.KeyFile);
+                revoked = options.Tls.RevokedCertificates;
             }
         }
 
@@ -44,7 +46,7 @@ public sealed class CoordinatorTarget(Option<string?> coordinator, Option<string
 
         try
         {
-            return (ClusterTls.Load(ca, cert, key), null);
+            return (ClusterTls.Load(ca, cert, key, revoked), null);
         }
         catch (Exception ex) when (ex is System.Security.Cryptography.CryptographicException or IOException or UnauthorizedAccessException or ArgumentException)
         {

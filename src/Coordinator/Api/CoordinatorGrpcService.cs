@@ -6,6 +6,7 @@ using HaMesh.Coordinator.Operations;
 using HaMesh.Coordinator.Store;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Configuration;
+using HaMesh.Shared.Grpc;
 using Microsoft.Extensions.Options;
 
 namespace HaMesh.Coordinator.Api;
@@ -42,6 +43,7 @@ public sealed partial class CoordinatorGrpcService(
         }
 
         var node = first.Hello.Node;
+        OperatorRequests.RequireName(node, "hello.node");
         if (!registry.IsKnown(node))
         {
             Log.UnknownNode(logger, node, context.Peer);
@@ -112,8 +114,14 @@ public sealed partial class CoordinatorGrpcService(
             ThrowInvalid("limit", $"must be between 0 and {MaxEventLimit}");
         }
 
+        RequireFilter(request.Resource);
+        DateTimeOffset? since = null;
+        if (request.Since is not null)
+        {
+            since = ProtoTime.TryToDateTimeOffset(request.Since, out var at) ? at : ThrowInvalid<DateTimeOffset>("since", "is not a valid timestamp (seconds 0001-01-01..9999-12-31, nanos 0..999999999)");
+        }
+
         var limit = request.Limit == 0 ? DefaultEventLimit : request.Limit;
-        var since = request.Since?.ToDateTimeOffset();
         var response = new ListEventsResponse();
         response.Events.AddRange(eventLog.List(request.AfterSequence)
             .Where(e => Matches(e, request.Resource) && (since is null || e.Time >= since))
@@ -125,6 +133,7 @@ public sealed partial class CoordinatorGrpcService(
 
     public override async Task WatchEvents(WatchEventsRequest request, IServerStreamWriter<ClusterEvent> responseStream, ServerCallContext context)
     {
+        RequireFilter(request.Resource);
         var ct = context.CancellationToken;
         var after = request.AfterSequence;
         try
@@ -223,6 +232,19 @@ public sealed partial class CoordinatorGrpcService(
 
     public override Task<OperationResult> ForcePromote(ForcePromoteRequest request, ServerCallContext context) =>
         Task.FromResult(operatorCommands.ForcePromote(request));
+
+    /// <summary>An event filter names a configured resource or is empty.</summary>
+    private void RequireFilter(string resource)
+    {
+        if (resource.Length > 0)
+        {
+            OperatorRequests.RequireResource(_options, resource);
+        }
+    }
+
+    [DoesNotReturn]
+    private static T ThrowInvalid<T>(string field, string reason) =>
+        throw new RpcException(new global::Grpc.Core.Status(StatusCode.InvalidArgument, $"{field}: {reason}"));
 
     private static bool Matches(StoredEvent e, string resource) => string.IsNullOrEmpty(resource) || e.Record.Resource == resource;
 

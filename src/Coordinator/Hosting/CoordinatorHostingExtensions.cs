@@ -68,10 +68,12 @@ public static class CoordinatorHostingExtensions
                 o.Interceptors.Add<RoleInterceptor>();
             }
 
-
+            o.Interceptors.Add<ServerDeadlineInterceptor>();
             o.MaxReceiveMessageSize = GrpcChannels.MaxMessageBytes;
             o.MaxSendMessageSize = GrpcChannels.MaxMessageBytes;
         });
+        // ClaimIp waits for the OVH move task (at most OvhTimeout); nothing else takes long
+        services.AddSingleton(new ServerCallLimit(options.Cluster.Timings.OvhTimeout + TimeSpan.FromMinutes(1), c => c.GetHttpContext()));
         services.AddGrpcReflection();
         services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false).AddCheck<ClusterViewHealthCheck>("cluster-view");
         services.AddCoordinatorMetrics();

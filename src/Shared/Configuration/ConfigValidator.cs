@@ -229,6 +229,14 @@ public static class ConfigValidator
             }
         }
 
+        for (var i = 0; i < tls.RevokedCertificates.Count; i++)
+        {
+            if (Security.ClusterTls.CheckId(tls.RevokedCertificates[i]) is { } problem)
+            {
+                errors.Add(new($"{key}:RevokedCertificates:{i}", problem));
+            }
+        }
+
         // the scheme of every address follows the mode: https:// with TLS, http:// in insecure mode
         var scheme = tls.Insecure ? "http" : "https";
         var mode = tls.Insecure ? "Tls:Insecure is true" : "mutual TLS is on";

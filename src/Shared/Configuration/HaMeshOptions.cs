@@ -166,4 +166,11 @@ public sealed class TlsOptions
     public string CaFile { get; set; } = "";
     public string CertificateFile { get; set; } = "";
     public string KeyFile { get; set; } = "";
+
+    /// <summary>
+    /// Retired certificates: serial numbers or SHA-256 fingerprints (hex, colons and case ignored, as
+    /// <c>openssl x509 -noout -serial -fingerprint -sha256</c> prints them). A listed certificate fails
+    /// the TLS handshake on every daemon and client that loads this file; read at start.
+    /// </summary>
+    public List<string> RevokedCertificates { get; set; } = [];
 }

@@ -12,10 +12,13 @@ namespace HaMesh.Shared.Security;
 /// </summary>
 public sealed class ClusterTls : IDisposable
 {
-    private ClusterTls(X509Certificate2 ca, X509Certificate2 certificate)
+    private readonly HashSet<string> _revoked;
+
+    private ClusterTls(X509Certificate2 ca, X509Certificate2 certificate, IEnumerable<string> revoked)
     {
         Ca = ca;
         Certificate = certificate;
+        _revoked = new HashSet<string>(revoked.Select(NormalizeId), StringComparer.Ordinal);
     }
 
     public X509Certificate2 Ca { get; }
@@ -27,16 +30,49 @@ public sealed class ClusterTls : IDisposable
     public static ClusterTls? From(TlsOptions tls)
     {
         ArgumentNullException.ThrowIfNull(tls);
-        return tls.Insecure ? null : Load(tls.CaFile, tls.CertificateFile, tls.KeyFile);
+        return tls.Insecure ? null : Load(tls.CaFile, tls.CertificateFile, tls.KeyFile, tls.RevokedCertificates);
     }
 
-    public static ClusterTls Load(string caFile, string certificateFile, string keyFile)
+    public static ClusterTls Load(string caFile, string certificateFile, string keyFile, IEnumerable<string>? revoked = null)
     {
         var ca = LoadCertificate(caFile);
         using var pem = X509Certificate2.CreateFromPemFile(certificateFile, keyFile);
         // an ephemeral PEM key works for SslStream on Linux; exporting to PKCS#12 keeps it portable
         var certificate = X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null);
-        return new ClusterTls(ca, certificate);
+        return new ClusterTls(ca, certificate, revoked ?? []);
+    }
+
+    /// <summary>Serial numbers or fingerprints as compared: upper-case hex without separators (and without openssl's serial=/sha256 Fingerprint= prefix).</summary>
+    public static string NormalizeId(string id)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        var hex = new string(id.Where(c => c is not (':' or ' ' or '-')).ToArray()).ToUpperInvariant();
+        return hex.StartsWith("SHA256FINGERPRINT=", StringComparison.Ordinal) ? hex["SHA256FINGERPRINT=".Length..]
+            : hex.StartsWith("SERIAL=", StringComparison.Ordinal) ? hex["SERIAL=".Length..]
+            : hex;
+    }
+
+    /// <summary>Null when <paramref name="id"/> is a hex serial (1-20 bytes) or SHA-256 fingerprint (32 bytes); else why not.</summary>
+    public static string? CheckId(string id)
+    {
+        var hex = NormalizeId(id ?? "");
+        return hex.Length is >= 2 and <= 64 && hex.Length % 2 == 0 && hex.All(Uri.IsHexDigit)
+            ? null
+            : $"'{(id is { Length: > 80 } ? id[..80] + "…" : id)}' is not a certificate serial or SHA-256 fingerprint in hex (openssl x509 -noout -serial -fingerprint -sha256)";
+    }
+
+    /// <summary>The serial number and SHA-256 fingerprint of <paramref name="certificate"/>, as listed in RevokedCertificates.</summary>
+    public static (string Serial, string Sha256) Ids(X509Certificate2 certificate)
+    {
+        ArgumentNullException.ThrowIfNull(certificate);
+        return (certificate.SerialNumber, certificate.GetCertHashString(HashAlgorithmName.SHA256));
+    }
+
+    /// <summary>True when the certificate's serial or fingerprint is in RevokedCertificates.</summary>
+    public bool IsRevoked(X509Certificate2 certificate)
+    {
+        var (serial, sha) = Ids(certificate);
+        return _revoked.Contains(sha) || _revoked.Contains(serial);
     }
 
     public bool HasPrivateKey() => Certificate.HasPrivateKey;
@@ -60,7 +96,8 @@ public sealed class ClusterTls : IDisposable
     }
 
     /// <summary>True when <paramref name="certificate"/> chains to the cluster CA alone (no system roots).</summary>
-    public bool IsTrusted(X509Certificate2? certificate) => IsTrusted(certificate, Ca);
+    /// <remarks>A certificate listed in RevokedCertificates is never trusted.</remarks>
+    public bool IsTrusted(X509Certificate2? certificate) => certificate is not null && !IsRevoked(certificate) && IsTrusted(certificate, Ca);
 
     public static bool IsTrusted(X509Certificate2? certificate, X509Certificate2 ca)
     {

@@ -1,7 +1,9 @@
 using System.Globalization;
 using Grpc.Core;
 using HaMesh.Protocol.V1;
+using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Grpc;
+using HaMesh.Shared.Security;
 using HaMesh.Testing;
 using HaMesh.Testing.Processes;
 
@@ -19,7 +21,10 @@ public static class Demo
 {
     private const string Ip = "127.0.0.10/32";
 
-    public static async Task<int> RunAsync(TextWriter output, CancellationToken ct)
+    /// <param name="output">Where the narration goes.</param>
+    /// <param name="ct">Stops the demo.</param>
+    /// <param name="insecure">Plain-text gRPC (HaMesh:Tls:Insecure); by default every link is mutual TLS with certificates from <c>hameshctl certs</c>.</param>
+    public static async Task<int> RunAsync(TextWriter output, CancellationToken ct, bool insecure = false)
     {
         var clock = TimeProvider.System;
         var start = clock.GetTimestamp();
@@ -36,9 +41,18 @@ public static class Demo
         try
         {
             int cport = DaemonProcess.FreePort(), aport = DaemonProcess.FreePort(), bport = DaemonProcess.FreePort(), drbdA = DaemonProcess.FreePort(), drbdB = DaemonProcess.FreePort();
-            var simA = await SimHost.StartAsync(new SimHostOptions { Node = "a", Peer = "b", Root = dir, DrbdVersion = 84, ListenPort = drbdA, PeerPort = drbdB, FencePeerAgent = $"http://127.0.0.1:{aport}" }, ct);
+            var certs = Path.Combine(dir, "tls");
+            var scheme = insecure ? "http" : "https";
+            if (!insecure)
+            {
+                await CreateCertificatesAsync(certs, ct);
+                Say($"mutual TLS: cluster CA and certificates (coordinator, agent-a, agent-b, operator) made with hameshctl certs in {certs}");
+            }
+
+            string[] FenceTls(string node) => insecure ? [] : ["--cacert", Path.Combine(certs, "ca.pem"), "--cert", Path.Combine(certs, $"agent-{node}.pem"), "--key", Path.Combine(certs, $"agent-{node}-key.pem")];
+            var simA = await SimHost.StartAsync(new SimHostOptions { Node = "a", Peer = "b", Root = dir, DrbdVersion = 84, ListenPort = drbdA, PeerPort = drbdB, FencePeerAgent = $"{scheme}://127.0.0.1:{aport}", FencePeerArgs = FenceTls("a") }, ct);
             owned.Add(simA);
-            var simB = await SimHost.StartAsync(new SimHostOptions { Node = "b", Peer = "a", Root = dir, DrbdVersion = 84, ListenPort = drbdB, PeerPort = drbdA, FencePeerAgent = $"http://127.0.0.1:{bport}" }, ct);
+            var simB = await SimHost.StartAsync(new SimHostOptions { Node = "b", Peer = "a", Root = dir, DrbdVersion = 84, ListenPort = drbdB, PeerPort = drbdA, FencePeerAgent = $"{scheme}://127.0.0.1:{bport}", FencePeerArgs = FenceTls("b") }, ct);
             owned.Add(simB);
             await SimHost.InitialSyncAsync(simA, simB, ct);
             Say($"DRBD simulator: a and b replicate r0 over 127.0.0.1:{drbdA} <-> :{drbdB} (protocol C, fencing resource-and-stonith, hamesh-fence-peer), UpToDate/UpToDate");
@@ -52,15 +66,18 @@ public static class Demo
             await File.WriteAllTextAsync(credentials, """{"ApplicationKey":"fake-app-key","ApplicationSecret":"fake-app-secret","ConsumerKey":"fake-consumer-key"}""", ct);
             File.SetUnixFileMode(credentials, UnixFileMode.UserRead | UnixFileMode.UserWrite);
 
-            var options = TestConfig.TwoNodes(coordinatorAddress: $"http://127.0.0.1:{cport}");
+            var options = TestConfig.TwoNodes(coordinatorAddress: $"{scheme}://127.0.0.1:{cport}");
+            options.Tls = insecure
+                ? new TlsOptions { Insecure = true }
+                : new TlsOptions { CaFile = Path.Combine(certs, "ca.pem"), CertificateFile = Path.Combine(certs, "coordinator.pem"), KeyFile = Path.Combine(certs, "coordinator-key.pem") };
             options.Cluster.Name = "demo";
             options.Cluster.Timings.OvhPollInterval = TimeSpan.FromMilliseconds(250);
-            options.Coordinator.Listen = $"http://127.0.0.1:{cport}";
+            options.Coordinator.Listen = $"{scheme}://127.0.0.1:{cport}";
             options.Coordinator.StorePath = Path.Combine(dir, "coordinator.db");
             options.Coordinator.Ovh.Endpoint = ovhUrl + "/1.0";
             options.Coordinator.Ovh.CredentialsFile = credentials;
-            options.Nodes[0].AgentAddress = $"http://127.0.0.1:{aport}";
-            options.Nodes[1].AgentAddress = $"http://127.0.0.1:{bport}";
+            options.Nodes[0].AgentAddress = $"{scheme}://127.0.0.1:{aport}";
+            options.Nodes[1].AgentAddress = $"{scheme}://127.0.0.1:{bport}";
             var resource = options.Resources[0];
             resource.DrbdResource = SimHost.Resource;
             resource.FailoverIps = [Ip];
@@ -74,18 +91,23 @@ public static class Demo
 
             var coordinator = Own(owned, DaemonProcess.Start("coordinator", DaemonProcess.Dll("src/Coordinator", "hamesh-coordinator"), ["--config", config]));
             Say($"coordinator (witness) listening on {await coordinator.WaitForListeningAsync(ct)}");
-            using var channel = GrpcChannels.Create($"http://127.0.0.1:{cport}", options.Cluster.Timings);
+            using var operatorTls = insecure ? null : ClusterTls.Load(Path.Combine(certs, "ca.pem"), Path.Combine(certs, "operator.pem"), Path.Combine(certs, "operator-key.pem"));
+            // the narrator's own channel: a first TLS handshake on a busy machine can take longer than the 2 s lease
+            using var channel = GrpcChannels.Create($"{scheme}://127.0.0.1:{cport}", new TimingOptions { Heartbeat = options.Cluster.Timings.Heartbeat, Lease = TimeSpan.FromSeconds(30) }, operatorTls);
+            string[] cli = insecure
+                ? ["--coordinator", $"http://127.0.0.1:{cport}"]
+                : ["--coordinator", $"https://127.0.0.1:{cport}", "--cacert", Path.Combine(certs, "ca.pem"), "--cert", Path.Combine(certs, "operator.pem"), "--key", Path.Combine(certs, "operator-key.pem")];
             var client = new CoordinatorService.CoordinatorServiceClient(channel);
             using var watch = client.WatchEvents(new WatchEventsRequest(), cancellationToken: ct);
             var events = watch.ResponseStream;
 
-            var a = StartAgent(simA, aport, config, owned);
-            var b = StartAgent(simB, bport, config, owned);
+            var a = StartAgent(simA, aport, config, scheme, certs, owned);
+            var b = StartAgent(simB, bport, config, scheme, certs, owned);
             Say($"agent a listening on {await a.WaitForListeningAsync(ct)}");
             Say($"agent b listening on {await b.WaitForListeningAsync(ct)}");
             await WaitForAsync(events, e => e.Kind == "IpVerified", Say, null, ct);
             Say("cluster ready; hameshctl status:");
-            await output.WriteLineAsync(await HameshctlAsync(cport, ct));
+            await output.WriteLineAsync(await HameshctlAsync(cli, ct));
 
             await using var service = new TestService(simA, simB, clock);
             service.Start();
@@ -99,20 +121,20 @@ public static class Demo
             string Progress() => string.Create(CultureInfo.InvariantCulture, $"{clock.GetElapsedTime(killedAt).TotalSeconds:0.0} s since the kill, {service.Acknowledged.Count} writes acknowledged, service {(service.WritingTo is { } n ? "writing to " + n : "down")}");
             var completed = await WaitForAsync(events, e => (e.Kind.StartsWith("Failover", StringComparison.Ordinal) && e.Attributes.GetValueOrDefault("terminal") == "true") || e.Kind == "OperationFailed", Say, Progress, ct);
             Say(string.Create(CultureInfo.InvariantCulture, $"=== failover done {clock.GetElapsedTime(killedAt).TotalMilliseconds:0} ms after the kill: {completed.Message}"));
-            await output.WriteLineAsync(await HameshctlAsync(cport, ct));
+            await output.WriteLineAsync(await HameshctlAsync(cli, ct));
             await service.WaitForNodeAsync("b", ct);
             Say(string.Create(CultureInfo.InvariantCulture, $"test service writing to b again; it saw no acknowledgement for {service.LongestGap.TotalMilliseconds:0} ms"));
 
             Say("=== server a boots again (DRBD Secondary, data from before the crash) ===");
             await simA.RebootAsync(ct);
-            var again = StartAgent(simA, aport, config, owned);
+            var again = StartAgent(simA, aport, config, scheme, certs, owned);
             await again.WaitForListeningAsync(ct);
             // a resyncs from b (SyncTarget) while Secondary; once DRBD says UpToDate and connected, the
             // coordinator clears the outdated mark b's fence-peer handler had it record.
             var rejoined = await WaitForAsync(events, e => (e.Kind is "OutdatedCleared" && e.Node == "a") || e.Kind is "SplitBrain" or "DemoteFailed", Say, Progress, ct);
             await simA.WaitAsync(TimeSpan.FromSeconds(60), ct, "connection=Connected", "disk=UpToDate", "role=Secondary");
             await service.StopAsync();
-            await output.WriteLineAsync(await HameshctlAsync(cport, ct));
+            await output.WriteLineAsync(await HameshctlAsync(cli, ct));
 
             var lost = await service.MissingOnAsync(simB, ct);
             var lostOnA = await service.MissingOnAsync(simA, ct);
@@ -138,9 +160,40 @@ public static class Demo
         return item;
     }
 
-    private static DaemonProcess StartAgent(SimHost host, int port, string config, List<IAsyncDisposable> owned) =>
-        Own(owned, DaemonProcess.Start("agent-" + host.Node, DaemonProcess.Dll("src/Agent", "hamesh-agent"), ["--config", config],
-            host.AgentEnvironment($"http://127.0.0.1:{port};http://127.0.0.10:{port}")));
+    private static DaemonProcess StartAgent(SimHost host, int port, string config, string scheme, string certs, List<IAsyncDisposable> owned)
+    {
+        var env = host.AgentEnvironment($"{scheme}://127.0.0.1:{port};{scheme}://127.0.0.10:{port}");
+        if (scheme == "https")
+        {
+            // the one cluster file names the coordinator's certificate; each agent overrides it with its own (as /etc/default/hamesh-agent does)
+            env["HaMesh__Tls__CertificateFile"] = Path.Combine(certs, $"agent-{host.Node}.pem");
+            env["HaMesh__Tls__KeyFile"] = Path.Combine(certs, $"agent-{host.Node}-key.pem");
+        }
+
+        return Own(owned, DaemonProcess.Start("agent-" + host.Node, DaemonProcess.Dll("src/Agent", "hamesh-agent"), ["--config", config], env));
+    }
+
+    /// <summary>The cluster CA and the four certificates, with hameshctl certs as an operator would make them.</summary>
+    private static async Task CreateCertificatesAsync(string certs, CancellationToken ct)
+    {
+        await HameshctlCheckedAsync(["certs", "init", "--dir", certs, "--cluster", "demo"], ct);
+        string[] local = ["--dns", "localhost", "--ip", "127.0.0.1"];
+        await Task.WhenAll(
+            HameshctlCheckedAsync(["certs", "issue", "--dir", certs, "--role", "coordinator", .. local], ct),
+            // agents also answer on the failover IP (the coordinator's end-to-end check dials it)
+            HameshctlCheckedAsync(["certs", "issue", "--dir", certs, "--role", "agent", "--node", "a", .. local, "--ip", Ip.Split('/')[0]], ct),
+            HameshctlCheckedAsync(["certs", "issue", "--dir", certs, "--role", "agent", "--node", "b", .. local, "--ip", Ip.Split('/')[0]], ct),
+            HameshctlCheckedAsync(["certs", "issue", "--dir", certs, "--role", "operator"], ct));
+    }
+
+    private static async Task HameshctlCheckedAsync(string[] args, CancellationToken ct)
+    {
+        await using var cli = DaemonProcess.Start("hameshctl", DaemonProcess.Dll("src/Cli", "hameshctl"), args);
+        if (await cli.WaitForExitAsync(TimeSpan.FromSeconds(60), ct) != 0)
+        {
+            throw new InvalidOperationException($"hameshctl {string.Join(' ', args)} failed: {cli.Output}");
+        }
+    }
 
     private static async Task<ClusterEvent> WaitForAsync(IAsyncStreamReader<ClusterEvent> events, Func<ClusterEvent, bool> match, Action<string> say, Func<string>? progress, CancellationToken ct)
     {
@@ -187,9 +240,9 @@ public static class Demo
         }
     }
 
-    private static async Task<string> HameshctlAsync(int port, CancellationToken ct)
+    private static async Task<string> HameshctlAsync(string[] target, CancellationToken ct)
     {
-        await using var cli = DaemonProcess.Start("hameshctl", DaemonProcess.Dll("src/Cli", "hameshctl"), ["status", "--coordinator", $"http://127.0.0.1:{port}"]);
+        await using var cli = DaemonProcess.Start("hameshctl", DaemonProcess.Dll("src/Cli", "hameshctl"), ["status", .. target]);
         await cli.WaitForExitAsync(TimeSpan.FromSeconds(60), ct);
         return cli.Output;
     }

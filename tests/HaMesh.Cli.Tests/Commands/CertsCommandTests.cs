@@ -24,6 +24,7 @@ public sealed class CertsCommandTests : IDisposable
         var agent = await RunAsync("certs", "issue", "--dir", _dir, "--role", "agent", "--node", "a", "--dns", "node-a", "--ip", "10.0.0.1");
         Assert.True(agent.Exit == 0, agent.Err);
         Assert.Contains("hamesh://role/agent/a", agent.Out);
+        Assert.Matches("serial [0-9A-F]{32}, SHA-256 fingerprint [0-9A-F]{64}", agent.Out);
         Assert.Equal(0, (await RunAsync("certs", "issue", "--dir", _dir, "--role", "operator")).Exit);
 
         foreach (var key in new[] { "ca-key.pem", "agent-a-key.pem", "operator-key.pem" })

@@ -19,6 +19,15 @@ public sealed class CliAppTests : IDisposable
     }
 
     [Fact]
+    public async Task Help_DocumentsTheExitCodes()
+    {
+        var (exit, output, _) = await RunAsync("--help");
+        Assert.Equal(0, exit);
+        Assert.Contains("Exit codes: 0 done; 1 coordinator unreachable", output, StringComparison.Ordinal);
+        Assert.Contains("3 the operation ran and failed", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ConfigValidate_ValidFile_Exit0()
     {
         var path = ClusterFiles.Write(_dir, TestConfig.TwoNodes());

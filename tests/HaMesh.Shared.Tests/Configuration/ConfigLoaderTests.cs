@@ -24,9 +24,17 @@ public sealed class ConfigLoaderTests : IDisposable
         var creds = Path.Combine(_dir, "ovh.json");
         File.WriteAllText(creds, "{}");
         File.SetUnixFileMode(creds, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        // the example runs mutual TLS with files under /etc/hamesh/tls; here they are made in a temporary folder
+        Assert.Contains("\"CaFile\": \"/etc/hamesh/tls/ca.pem\"", Example, StringComparison.Ordinal);
+        var now = new DateTimeOffset(2026, 12, 1, 0, 0, 0, TimeSpan.Zero);
+        var ca = HaMesh.Shared.Security.ClusterCertificates.CreateCa("prod", now);
+        var (caFile, _) = HaMesh.Shared.Security.ClusterCertificates.Write(_dir, "ca", ca);
+        var (cert, key) = HaMesh.Shared.Security.ClusterCertificates.Write(_dir, "agent-b", HaMesh.Shared.Security.ClusterCertificates.Issue(ca, HaMesh.Shared.Security.ClusterRole.Agent, "b", [], [], now));
         var result = ConfigLoader.Load(Write(Example), ConfigScope.Agent | ConfigScope.Coordinator,
-            [new("HaMesh:Agent:Node", "b"), new("HaMesh:Coordinator:Ovh:CredentialsFile", creds)], environment: false);
+            [new("HaMesh:Agent:Node", "b"), new("HaMesh:Coordinator:Ovh:CredentialsFile", creds),
+             new("HaMesh:Tls:CaFile", caFile), new("HaMesh:Tls:CertificateFile", cert), new("HaMesh:Tls:KeyFile", key)], environment: false);
         Assert.Empty(result.Errors);
+        Assert.False(result.Options!.Tls.Insecure);
         Assert.Equal("b", result.Options!.Agent.Node);
         Assert.Equal(TimeSpan.FromMilliseconds(250), result.Options.Cluster.Timings.Heartbeat);
     }
