@@ -80,6 +80,7 @@ public sealed partial class PeerLink(
                 if (beat)
                 {
                     nextBeat = now + heartbeat;
+                    await RefreshRoleAsync(stoppingToken);
                 }
 
                 foreach (var resource in _options.Resources)
@@ -109,6 +110,29 @@ public sealed partial class PeerLink(
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
+        }
+    }
+
+    /// <summary>
+    /// The roles come from the collector's last status, which the coordinator link refreshes every heartbeat
+    /// while connected. Without a session (coordinator away, or not yet reached after a start) the lease loop
+    /// reads it itself, so a Primary never goes unnoticed, and unfenced, because nobody else asked.
+    /// </summary>
+    private async Task RefreshRoleAsync(CancellationToken ct)
+    {
+        var latest = collector.Latest;
+        if (latest is not null && time.GetUtcNow() - latest.ObservedAt.ToDateTimeOffset() < 2 * _options.Cluster.Timings.Heartbeat)
+        {
+            return;
+        }
+
+        try
+        {
+            await collector.CollectAsync(null, ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.RoleUnreadable(logger, ex.Message);
         }
     }
 
@@ -391,5 +415,8 @@ public sealed partial class PeerLink(
 
         [LoggerMessage(EventId = 1302, Level = LogLevel.Critical, Message = "{Resource} is DRBD Primary at agent start: it holds no lease; renewing now, self-fencing unless granted")]
         public static partial void PrimaryAtStart(ILogger logger, string resource);
+
+        [LoggerMessage(EventId = 1303, Level = LogLevel.Warning, Message = "Lease loop cannot read the local status: {Reason}")]
+        public static partial void RoleUnreadable(ILogger logger, string reason);
     }
 }
