@@ -39,6 +39,7 @@ public sealed partial class PeerLink(
     private readonly Dictionary<string, DrbdRole> _lastRole = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Task> _peerCalls = new(StringComparer.Ordinal);
     private readonly HashSet<string> _voteReported = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (DrbdRole Role, DateTimeOffset At)> _ownRead = new(StringComparer.Ordinal);
     private ulong? _sequenceBase;
     private ulong _sequence;
     private AgentService.AgentServiceClient? _peer;
@@ -126,13 +127,32 @@ public sealed partial class PeerLink(
             return;
         }
 
-        try
+        foreach (var resource in _options.Resources)
         {
-            await collector.CollectAsync(null, ct);
+            try
+            {
+                // One resource at a time: this does not replace the collector's last full status (Ping, metrics).
+                var status = await collector.CollectAsync(resource.Name, ct);
+                lock (_lock)
+                {
+                    _ownRead[resource.Name] = (status.Resources.FirstOrDefault()?.Drbd?.Role ?? DrbdRole.Unknown, status.ObservedAt.ToDateTimeOffset());
+                }
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.RoleUnreadable(logger, ex.Message);
+            }
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+    }
+
+    /// <summary>The DRBD role from the newer of the collector's last status and the loop's own read.</summary>
+    private DrbdRole RoleOf(string resource)
+    {
+        var latest = collector.Latest;
+        var fromLatest = latest?.Resources.FirstOrDefault(r => r.Resource == resource)?.Drbd?.Role ?? DrbdRole.Unknown;
+        lock (_lock)
         {
-            Log.RoleUnreadable(logger, ex.Message);
+            return _ownRead.TryGetValue(resource, out var own) && (latest is null || own.At > latest.ObservedAt.ToDateTimeOffset()) ? own.Role : fromLatest;
         }
     }
 
@@ -144,7 +164,7 @@ public sealed partial class PeerLink(
     {
         Subscribe();
         var peer = _peer ??= peerClientFactory?.Invoke();
-        var role = collector.Latest?.Resources.FirstOrDefault(r => r.Resource == resource)?.Drbd?.Role ?? DrbdRole.Unknown;
+        var role = RoleOf(resource);
         var generation = generations.Get(resource);
         var lease = _options.Cluster.Timings.Lease;
         var sequence = SequenceBase | ++_sequence;
@@ -216,7 +236,7 @@ public sealed partial class PeerLink(
             }
         }
 
-        if (collector.Latest?.Resources.FirstOrDefault(r => r.Resource == resource)?.Drbd?.Role is { } role and not DrbdRole.Primary and not DrbdRole.Unknown)
+        if (RoleOf(resource) is not DrbdRole.Primary and not DrbdRole.Unknown)
         {
             ForgetRequests(resource);   // demoted since the last heartbeat: nothing to fence
             return;
