@@ -121,6 +121,9 @@ public sealed class AgentOnSimulatorTests : IAsyncLifetime
     {
         var c = await StartAsync(withCoordinator: false);
         Assert.True((await c.A.PromoteAsync(Promote(1), cancellationToken: Ct)).Success);
+        // a's agent goes away (DRBD on a stays Primary): b's Promote waits out the promise of its last grant
+        // to a (lease + drift margin), then DRBD itself refuses, since a is Primary and connected.
+        await c.AgentA.DisposeAsync();
 
         var result = await c.B.PromoteAsync(Promote(2), cancellationToken: Ct);
 
@@ -134,6 +137,25 @@ public sealed class AgentOnSimulatorTests : IAsyncLifetime
         Assert.Empty(c.SimB.ActiveServices());
         Assert.Empty(c.SimB.IpAliases());
         Assert.Equal("Secondary", (await c.SimB.RunAsync(Ct, "drbdadm", "role", SimHost.Resource)).Stdout.Split('/')[0].Trim());
+    }
+
+    [Fact]
+    public async Task Promote_OnPeerWhilePrimaryRenewsWithIt_PeerStopsGranting_OldPrimarySelfFences_ThenPeerPromotes()
+    {
+        var c = await StartAsync(withCoordinator: false);
+        Assert.True((await c.A.PromoteAsync(Promote(1), cancellationToken: Ct)).Success);
+
+        // b granted a's lease: it holds the Promote until lease + drift margin after its last grant and grants
+        // no more meanwhile, so a (no coordinator) loses its lease and self-fences before b touches DRBD.
+        var result = await c.B.PromoteAsync(Promote(2), cancellationToken: Ct);
+
+        Assert.True(result.Success, result.ToString());
+        Assert.Empty(c.SimA.ActiveServices());
+        Assert.StartsWith("Secondary", (await c.SimA.RunAsync(Ct, "drbdadm", "role", SimHost.Resource)).Stdout, StringComparison.Ordinal);
+        Assert.Equal(["postgresql.service"], c.SimB.ActiveServices());
+        var a = (await c.A.GetStatusAsync(new GetStatusRequest(), cancellationToken: Ct)).Resources.Single();
+        Assert.Equal("self-fenced after lease expiry", a.LastError);
+        Assert.NotEqual(LeaseState.Held, a.Lease.State);
     }
 
     [Fact]

@@ -22,9 +22,16 @@ public sealed partial class AgentActions(
     StatusCollector collector,
     ReportSignal signal,
     IFencingClients fencing,
-    ILogger<AgentActions> logger) : IAgentActions
+    ILogger<AgentActions> logger,
+    TimeProvider? timeProvider = null) : IAgentActions
 {
     private readonly HaMeshOptions _options = options.Value;
+    private readonly TimeProvider _time = timeProvider ?? TimeProvider.System;
+    private readonly Lock _promiseLock = new();
+    // Per resource: until when (timestamp) this node promised, by granting a peer's lease, not to take part in a promotion; and to whom.
+    private readonly Dictionary<string, (long Until, string To)> _promises = new(StringComparer.Ordinal);
+    // Per resource: the generation of a promotion of this node that is accepted and running (no grants meanwhile).
+    private readonly Dictionary<string, ulong> _promoting = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _gates = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, (string Key, Task<ActionResult> Task)> _running = new(StringComparer.Ordinal);
 
@@ -34,9 +41,38 @@ public sealed partial class AgentActions(
         var resource = _options.FindResource(request.Resource)!;
         return RunAsync(resource, "promote", request.Generation, request.Force, async ct =>
         {
-            var result = await RunForwardAsync(steps.Activation(resource, request.Force), ct);
-            Log.Promoted(logger, resource.Name, request.Generation, result.Success, result.Message);
-            return result;
+            // From here on this node grants no lease (a promotion of itself is agreed), and it acts only once
+            // its last promise (lease + drift margin after its last grant) has run out (design §4).
+            lock (_promiseLock)
+            {
+                _promoting[resource.Name] = request.Generation;
+            }
+
+            local.SetPromoting(resource.Name, true);
+            try
+            {
+                await WaitOutPromiseAsync(resource.Name, request.Generation, ct);
+                var result = await RunForwardAsync(steps.Activation(resource, request.Force), ct);
+                Log.Promoted(logger, resource.Name, request.Generation, result.Success, result.Message);
+                if (!result.Success)
+                {
+                    local.SetPromoting(resource.Name, false);
+                }
+
+                return result;
+            }
+            catch
+            {
+                local.SetPromoting(resource.Name, false);
+                throw;
+            }
+            finally
+            {
+                lock (_promiseLock)
+                {
+                    _promoting.Remove(resource.Name);
+                }
+            }
         }, cancellationToken);
     }
 
@@ -78,18 +114,33 @@ public sealed partial class AgentActions(
         var role = collector.Latest?.Resources.FirstOrDefault(r => r.Resource == request.Resource)?.Drbd?.Role ?? DrbdRole.Unknown;
         local.MarkPeerContact(request.Resource);
         var response = new RenewLeaseResponse { Generation = mine, Sequence = request.Sequence, Grantor = _options.Agent.Node };
-        // The grantor's promise (design §4): only while Secondary, never to a requester behind our generation.
-        if (role == DrbdRole.Primary)
+        // The grantor's promise (design §4): only while Secondary, never to a requester behind our generation,
+        // never while a promotion of this node is agreed; a grant promises no promotion for lease + drift margin.
+        lock (_promiseLock)
         {
-            response.Reason = $"{_options.Agent.Node} is Primary itself";
-        }
-        else if (request.Generation < mine)
-        {
-            response.Reason = string.Create(CultureInfo.InvariantCulture, $"stale generation {request.Generation} < {mine}");
-        }
-        else
-        {
-            response.Granted = true;
+            if (role == DrbdRole.Primary)
+            {
+                response.Reason = $"{_options.Agent.Node} is Primary itself";
+            }
+            else if (_promoting.TryGetValue(request.Resource, out var promoting))
+            {
+                response.Reason = string.Create(CultureInfo.InvariantCulture, $"{_options.Agent.Node} is being promoted itself (generation {promoting})");
+            }
+            else if (request.Generation < mine)
+            {
+                response.Reason = string.Create(CultureInfo.InvariantCulture, $"stale generation {request.Generation} < {mine}");
+            }
+            else
+            {
+                var t = _options.Cluster.Timings;
+                var until = _time.GetTimestamp() + Ticks(t.Lease + t.DriftMargin);
+                if (!_promises.TryGetValue(request.Resource, out var p) || until > p.Until)
+                {
+                    _promises[request.Resource] = (until, request.Requester);
+                }
+
+                response.Granted = true;
+            }
         }
 
         return Task.FromResult(response);
@@ -106,6 +157,33 @@ public sealed partial class AgentActions(
 
         return fencing.FenceAsync(resource.Name, generations.Get(resource.Name), cancellationToken);
     }
+
+    private async Task WaitOutPromiseAsync(string resource, ulong generation, CancellationToken ct)
+    {
+        while (true)
+        {
+            (long Until, string To) promise;
+            lock (_promiseLock)
+            {
+                if (!_promises.TryGetValue(resource, out promise))
+                {
+                    return;
+                }
+            }
+
+            var left = promise.Until - _time.GetTimestamp();
+            if (left <= 0)
+            {
+                return;
+            }
+
+            var wait = TimeSpan.FromSeconds((double)left / _time.TimestampFrequency);
+            Log.HoldingPromote(logger, resource, generation, promise.To, wait.TotalMilliseconds);
+            await Task.Delay(wait, _time, ct);
+        }
+    }
+
+    private long Ticks(TimeSpan span) => (long)(span.TotalSeconds * _time.TimestampFrequency);
 
     private async Task<ActionResult> RunAsync(ResourceOptions resource, string kind, ulong generation, bool force, Func<CancellationToken, Task<ActionResult>> body, CancellationToken cancellationToken)
     {
@@ -198,5 +276,8 @@ public sealed partial class AgentActions(
 
         [LoggerMessage(EventId = 1202, Level = LogLevel.Warning, Message = "Demote {Resource} at generation {Generation}: success={Success} ({Detail})")]
         public static partial void Demoted(ILogger logger, string resource, ulong generation, bool success, string detail);
+
+        [LoggerMessage(EventId = 1203, Level = LogLevel.Warning, Message = "Promote {Resource} at generation {Generation} held: granted a lease to {Grantee} and promised no promotion for {Milliseconds} ms more")]
+        public static partial void HoldingPromote(ILogger logger, string resource, ulong generation, string grantee, double milliseconds);
     }
 }

@@ -16,7 +16,8 @@ namespace HaMesh.Agent.Api;
 public sealed class AgentGrpcService(
     IOptions<HaMeshOptions> options,
     StatusCollector collector,
-    IAgentActions actions) : AgentService.AgentServiceBase
+    IAgentActions actions,
+    TimeProvider? time = null) : AgentService.AgentServiceBase
 {
     private readonly HaMeshOptions _options = options.Value;
 
@@ -37,7 +38,10 @@ public sealed class AgentGrpcService(
             ThrowInvalid("nonce", "must be at most 128 characters");
         }
 
-        var status = collector.Latest ?? await collector.CollectAsync(null, context.CancellationToken);
+        // The last status when it is at most a heartbeat old (the lease loop and the coordinator link refresh it), else a fresh one.
+        var latest = collector.Latest;
+        var fresh = latest is not null && (time ?? TimeProvider.System).GetUtcNow() - latest.ObservedAt.ToDateTimeOffset() <= _options.Cluster.Timings.Heartbeat;
+        var status = fresh ? latest! : await collector.CollectAsync(null, context.CancellationToken);
         var response = new PingResponse { Node = _options.Agent.Node, Nonce = request.Nonce };
         response.Resources.AddRange(status.Resources.Select(r => new PingResource
         {

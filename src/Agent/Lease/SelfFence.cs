@@ -23,12 +23,16 @@ public sealed partial class SelfFence(
 {
     private readonly HaMeshOptions _options = options.Value;
 
+    /// <param name="resourceName">The resource to fence.</param>
+    /// <param name="cancellationToken">Stops the agent.</param>
+    /// <param name="deadline">The time left to be demoted (default: the configured self-fence deadline; shorter for a Primary found at start).</param>
     /// <returns>True when the node is demoted (or the last resort froze its I/O).</returns>
-    public async Task<bool> RunAsync(string resourceName, CancellationToken cancellationToken)
+    public async Task<bool> RunAsync(string resourceName, CancellationToken cancellationToken, TimeSpan? deadline = null)
     {
         var resource = _options.FindResource(resourceName)!;
-        using var deadline = new CancellationTokenSource(_options.Cluster.Timings.SelfFenceDeadline, time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
+        var limit = deadline ?? _options.Cluster.Timings.SelfFenceDeadline;
+        using var expiry = new CancellationTokenSource(limit, time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, expiry.Token);
         var failed = "";
         try
         {
@@ -42,9 +46,9 @@ public sealed partial class SelfFence(
                 }
             }
         }
-        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (expiry.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            failed = $"deadline of {_options.Cluster.Timings.SelfFenceDeadline.TotalMilliseconds} ms passed";
+            failed = $"deadline of {limit.TotalMilliseconds} ms passed";
         }
 
         signal.Trigger();

@@ -61,19 +61,53 @@ public sealed partial class GenerationStore
                 return current;
             }
 
-            Directory.CreateDirectory(_directory);
-            var path = PathOf(resource);
-            var temp = path + ".tmp";
-            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                stream.Write(System.Text.Encoding.ASCII.GetBytes(generation.ToString(CultureInfo.InvariantCulture) + "\n"));
-                stream.Flush(flushToDisk: true);
-            }
-
-            File.Move(temp, path, overwrite: true);
-            FsyncDirectory(_directory);
+            WriteDurably(PathOf(resource), generation);
             return _cache[resource] = generation;
         }
+    }
+
+    public string IncarnationPath => Path.Combine(_directory, "agent.incarnation");
+
+    /// <summary>
+    /// Counts this start of the agent: reads the persisted counter, adds one, and writes it durably before
+    /// returning it. Lease request sequences embed it (high 32 bits), so they grow across restarts and a
+    /// grant for a request of an earlier run never matches a request of this one.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The counter file exists but does not hold a number.</exception>
+    public ulong NextIncarnation()
+    {
+        lock (_lock)
+        {
+            var path = IncarnationPath;
+            ulong current = 0;
+            if (File.Exists(path))
+            {
+                var text = File.ReadAllText(path).Trim();
+                if (!ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out current))
+                {
+                    throw new InvalidDataException($"incarnation file '{path}' is corrupt ('{(text.Length > 32 ? text[..32] : text)}'); refusing to guess. Remove it deliberately to restart the count");
+                }
+            }
+
+            var next = (current + 1) & 0xFFFF_FFFF;
+            WriteDurably(path, next == 0 ? 1 : next);
+            return next == 0 ? 1 : next;
+        }
+    }
+
+    // Temporary file, fsync, rename over the old one, fsync the directory: a crash leaves the old or the new number.
+    private void WriteDurably(string path, ulong value)
+    {
+        Directory.CreateDirectory(_directory);
+        var temp = path + ".tmp";
+        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            stream.Write(System.Text.Encoding.ASCII.GetBytes(value.ToString(CultureInfo.InvariantCulture) + "\n"));
+            stream.Flush(flushToDisk: true);
+        }
+
+        File.Move(temp, path, overwrite: true);
+        FsyncDirectory(_directory);
     }
 
     private static void FsyncDirectory(string directory)

@@ -14,6 +14,7 @@ namespace HaMesh.Shared.Core;
 /// and a grant is a promise: no Promote/Agree accepted until lease + drift margin after it.</item>
 /// <item>A Primary whose lease runs out self-fences (wake scheduled at the exact expiry).</item>
 /// <item>Every command carries a generation: a lower one is refused; a higher one is persisted before acting.</item>
+/// <item>When this node's vote (peer-contact age) reaches lease + drift margin, the report goes out at once.</item>
 /// </list>
 /// </summary>
 public sealed class AgentCore
@@ -31,6 +32,7 @@ public sealed class AgentCore
     private readonly Dictionary<string, (long Id, MonoTime Since, int Attempts)> _fences = new(StringComparer.Ordinal);
     private long _fenceIds;
     private ulong _reportSequence;
+    private bool _voteReported;
 
     /// <param name="node">This node's name.</param>
     /// <param name="resource">The resource this core guards.</param>
@@ -115,7 +117,14 @@ public sealed class AgentCore
             }
 
             fx.Add(new AgentEffect.SendReport(Generation, PeerContactAge(now), Phase, _sequenceBase | ++_reportSequence));
+            _voteReported = PeerContactAge(now) >= Timings.Promise;
             RetryFence(now, fx);
+        }
+        else if (!_voteReported && PeerContactAge(now) >= Timings.Promise)
+        {
+            // This node's vote just reached lease + drift margin: tell the coordinator now, not at the next heartbeat.
+            _voteReported = true;
+            fx.Add(new AgentEffect.SendReport(Generation, PeerContactAge(now), Phase, _sequenceBase | ++_reportSequence));
         }
 
         ScheduleNext(fx);
@@ -129,6 +138,7 @@ public sealed class AgentCore
         if (grantor != CoreNames.Coordinator)
         {
             _lastPeerContact = now;
+            _voteReported = false;
         }
 
         if (!granted || !_sentAt.TryGetValue(sequence, out var sentAt))
@@ -168,6 +178,7 @@ public sealed class AgentCore
     public IReadOnlyList<AgentEffect> OnPeerLeaseRequest(MonoTime now, string requester, ulong requesterGeneration, ulong sequence)
     {
         _lastPeerContact = now;
+        _voteReported = false;
         string reason;
         if (Phase != AgentPhase.Secondary)
         {
@@ -430,6 +441,15 @@ public sealed class AgentCore
         if (LeaseUntil is { } until && Phase is AgentPhase.Activating or AgentPhase.Primary && until < next)
         {
             next = until;
+        }
+
+        if (!_voteReported)
+        {
+            var last = _lastPeerContact is { } c && c > _startedAt ? c : _startedAt;
+            if (last + Timings.Promise < next)
+            {
+                next = last + Timings.Promise;
+            }
         }
 
         fx.Add(new AgentEffect.ScheduleWake(next));

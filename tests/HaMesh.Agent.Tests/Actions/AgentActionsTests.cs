@@ -8,6 +8,7 @@ using HaMesh.Testing;
 using HaMesh.Testing.Hosts;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
 
 namespace HaMesh.Agent.Tests.Actions;
 
@@ -18,16 +19,19 @@ public sealed class AgentActionsTests : IDisposable
     private readonly FakeNode _node = new();
     private readonly GenerationStore _generations;
     private readonly AgentActions _actions;
+    private readonly FakeTimeProvider _clock = new(new DateTimeOffset(2026, 12, 1, 12, 0, 0, TimeSpan.Zero));
+    private readonly TimerSignalingTimeProvider _time;
 
     public AgentActionsTests()
     {
+        _time = new TimerSignalingTimeProvider(_clock);
         _options.Agent.StateDirectory = _dir;
         _options.Resources[0].Services = ["postgresql.service", "app.service"];
         var o = Options.Create(_options);
         _generations = new GenerationStore(o);
         var local = new AgentLocalState(TimeProvider.System);
         var collector = new StatusCollector(o, new FakeDrbdReader(), _node, local, TimeProvider.System);
-        _actions = new AgentActions(o, new ResourceSteps(_options, _node, _node, TimeProvider.System), _generations, local, collector, new ReportSignal(), new NoFencing(), NullLogger<AgentActions>.Instance);
+        _actions = new AgentActions(o, new ResourceSteps(_options, _node, _node, TimeProvider.System), _generations, local, collector, new ReportSignal(), new NoFencing(), NullLogger<AgentActions>.Instance, _time);
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
@@ -172,5 +176,44 @@ public sealed class AgentActionsTests : IDisposable
         Assert.Contains("stale generation 2 < 3", stale.Reason);
         var ok = await _actions.RenewLeaseAsync(new RenewLeaseRequest { Resource = "db", Generation = 3, Requester = "b" }, ct);
         Assert.True(ok.Granted);
+    }
+
+    private Task<RenewLeaseResponse> Renew(ulong generation) =>
+        _actions.RenewLeaseAsync(new RenewLeaseRequest { Resource = "db", Generation = generation, Requester = "b", Sequence = 1 }, TestContext.Current.CancellationToken);
+
+    [Fact]
+    public async Task Promote_WhilePromiseFromAGrantRuns_RefusesRenewals_ActsOnlyAfterLeasePlusDriftMargin()
+    {
+        Assert.True((await Renew(4)).Granted);
+        var grantedAt = _clock.GetUtcNow();
+        _clock.Advance(TimeSpan.FromMilliseconds(400));
+
+        var promote = Promote(5);
+
+        // A promotion of this node is agreed: no more grants, and nothing runs while the promise holds.
+        var refused = await Renew(5);
+        Assert.False(refused.Granted);
+        Assert.Contains("being promoted itself (generation 5)", refused.Reason);
+        var promise = _options.Cluster.Timings.Lease + _options.Cluster.Timings.DriftMargin;
+        await _time.WaitForTimerAsync(promise - TimeSpan.FromMilliseconds(400), TestContext.Current.CancellationToken);
+        Assert.False(promote.IsCompleted);
+        Assert.Empty(_node.Log);
+        Assert.Equal("5\n", File.ReadAllText(_generations.PathOf("db")));   // accepted (persisted), held
+
+        _clock.Advance(promise - TimeSpan.FromMilliseconds(400));
+        var result = await promote;
+        Assert.True(result.Success, result.Message);
+        Assert.Equal(promise, _clock.GetUtcNow() - grantedAt);
+        Assert.Equal("drbdadm primary r0", _node.Log[0]);
+    }
+
+    [Fact]
+    public async Task Promote_AfterThePromiseRanOut_RunsAtOnce()
+    {
+        Assert.True((await Renew(4)).Granted);
+        _clock.Advance(_options.Cluster.Timings.Lease + _options.Cluster.Timings.DriftMargin);
+        var result = await Promote(5);
+        Assert.True(result.Success, result.Message);
+        Assert.Equal("drbdadm primary r0", _node.Log[0]);
     }
 }

@@ -40,6 +40,9 @@ internal sealed class FakePeer : AgentService.AgentServiceClient
 
     public List<RenewLeaseRequest> Seen { get; } = [];
 
+    /// <summary>When set, never answers: each call fails with DeadlineExceeded once this long has passed on the clock given.</summary>
+    public (TimeProvider Clock, TimeSpan After)? Silent { get; set; }
+
     public override AsyncUnaryCall<RenewLeaseResponse> RenewLeaseAsync(RenewLeaseRequest request, Metadata? headers = null, DateTime? deadline = null, CancellationToken cancellationToken = default)
     {
         lock (Seen)
@@ -51,6 +54,10 @@ internal sealed class FakePeer : AgentService.AgentServiceClient
         if (Down)
         {
             task = Task.FromException<RenewLeaseResponse>(new RpcException(new Status(StatusCode.Unavailable, "peer down")));
+        }
+        else if (Silent is { } silent)
+        {
+            task = SilentAsync(silent.Clock, silent.After, cancellationToken);
         }
         else if (AutoAnswer is { } answer)
         {
@@ -74,6 +81,12 @@ internal sealed class FakePeer : AgentService.AgentServiceClient
         return await _pending.Reader.ReadAsync(guard.Token);
     }
 
+    private static async Task<RenewLeaseResponse> SilentAsync(TimeProvider clock, TimeSpan after, CancellationToken ct)
+    {
+        await Task.Delay(after, clock, ct);
+        throw new RpcException(new Status(StatusCode.DeadlineExceeded, "peer silent"));
+    }
+
     public static RenewLeaseResponse Grant(RenewLeaseRequest r) => new() { Granted = true, Grantor = "b", Generation = r.Generation, Sequence = r.Sequence };
 }
 
@@ -84,6 +97,9 @@ internal sealed class HangingRunner(ICommandRunner inner) : ICommandRunner
 
     public List<string> Log { get; } = [];
 
+    /// <summary>When set, completes with the clock's time when the first state-changing command runs.</summary>
+    public (TimeProvider Clock, TaskCompletionSource<DateTimeOffset> At)? FirstCommand { get; set; }
+
     public async Task<CommandResult> RunAsync(CommandSpec spec, CancellationToken cancellationToken)
     {
         var line = string.Join(' ', spec.Arguments.Prepend(Path.GetFileName(spec.FileName)));
@@ -92,6 +108,11 @@ internal sealed class HangingRunner(ICommandRunner inner) : ICommandRunner
             lock (Log)
             {
                 Log.Add(line);
+            }
+
+            if (FirstCommand is { } first)
+            {
+                first.At.TrySetResult(first.Clock.GetUtcNow());
             }
         }
 

@@ -59,13 +59,22 @@ public sealed class PeerLinkLeaseTests : IDisposable
         Directory.Delete(_dir, recursive: true);
     }
 
-    private async Task<PeerLink> CreateAsync(DrbdRole role = DrbdRole.Primary)
+    /// <param name="role">The DRBD role the link finds.</param>
+    /// <param name="restarted">False: a Promote in this process made it Primary (the lease runs from the first request).
+    /// True: it was Primary already when the agent started, so it holds no lease at start.</param>
+    /// <param name="reports">When given, the link wakes the reporter when this node's vote crosses lease + drift margin.</param>
+    private async Task<PeerLink> CreateAsync(DrbdRole role = DrbdRole.Primary, bool restarted = false, ReportSignal? reports = null)
     {
         var o = Options.Create(_options);
         _collector = new StatusCollector(o, _drbd, _node, _local, _time);
         await SetRoleAsync(role);
+        if (role == DrbdRole.Primary && !restarted)
+        {
+            _local.SetPromoting("db", true);
+        }
+
         var selfFence = new SelfFence(o, new ResourceSteps(_options, _runner, _node, _time), _runner, _local, _signal, _time, NullLogger<SelfFence>.Instance);
-        return new PeerLink(o, _local, _collector, _coordinator, new GenerationStore(o), selfFence, _time, NullLogger<PeerLink>.Instance, peerClientFactory: () => _peer);
+        return new PeerLink(o, _local, _collector, _coordinator, new GenerationStore(o), selfFence, _time, NullLogger<PeerLink>.Instance, peerClientFactory: () => _peer, reportSignal: reports);
     }
 
     private async Task SetRoleAsync(DrbdRole role)
@@ -95,9 +104,10 @@ public sealed class PeerLinkLeaseTests : IDisposable
             Assert.Equal(("db", "a", 5UL, LeaseLength), (request.Resource, request.Requester, request.Generation, request.Lease.ToTimeSpan()));
 
             // The answer takes 300 ms on the (fake) clock: the lease still runs from when the request was sent.
+            await tick;   // the heartbeat does not wait for the peer's answer
             _clock.Advance(TimeSpan.FromMilliseconds(300));
             reply.SetResult(FakePeer.Grant(request));
-            await tick;
+            await link.PeerReplyHandled("db");
             Assert.Equal(LeaseState.Held, Lease.State);
             Assert.Equal("b", Lease.LastGrantor);
             Assert.Equal(LeaseLength - TimeSpan.FromMilliseconds(300), Lease.Remaining.ToTimeSpan());
@@ -330,5 +340,172 @@ public sealed class PeerLinkLeaseTests : IDisposable
         _coordinator.Grant(new LeaseRequest { Resource = "web", Sequence = request.Sequence });
         Assert.Equal(LeaseState.NotHeld, _local.GetLease("web").State);
         Assert.NotEqual(LeaseState.Held, Lease.State);
+    }
+
+    [Fact]
+    public async Task SilentPeer_ExpiryCheckedOnItsOwnTimer_SelfFenceStartsAtTheExactLeaseEnd()
+    {
+        // Heartbeat 300 ms: the lease end (2 s) falls between heartbeats. The peer never answers (each call
+        // fails after its 2-heartbeat deadline): the loop must neither wait for it nor for the next heartbeat.
+        _options.Cluster.Timings.Heartbeat = TimeSpan.FromMilliseconds(300);
+        _peer.Silent = (_time, Heartbeat * 2);
+        var fenceStarted = new TaskCompletionSource<DateTimeOffset>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _runner.FirstCommand = (_time, fenceStarted);
+        using var link = await CreateAsync();
+        var start = _clock.GetUtcNow();
+        await link.StartAsync(Ct);
+        for (var beat = 0; beat < 6; beat++)
+        {
+            await _time.WaitForTimerAsync(Heartbeat, Ct);
+            _clock.Advance(Heartbeat);
+        }
+
+        // 1800 ms: the next wake is the lease end, 200 ms away (not the heartbeat at 2100 ms).
+        await _time.WaitForTimerAsync(TimeSpan.FromMilliseconds(200), Ct);
+        Assert.False(fenceStarted.Task.IsCompleted);
+        _clock.Advance(TimeSpan.FromMilliseconds(200));
+        var at = await fenceStarted.Task.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        Assert.Equal(LeaseLength, at - start);
+        Assert.Equal("ip addr del 203.0.113.10/32 dev eth0", _runner.Log[0]);
+        await link.StopAsync(Ct);
+    }
+
+    [Fact]
+    public async Task PrimaryAtStart_HoldsNoLease_RenewsAtOnce_SelfFencesWithinTheDeadlineWithoutAGrant()
+    {
+        _peer.Down = true;
+        var link = await CreateAsync(restarted: true);
+        var start = _clock.GetUtcNow();
+        await link.TickAsync("db", Ct);
+        Assert.Single(_coordinator.Requests);   // renews at once
+        Assert.NotEqual(LeaseState.Held, Lease.State);
+        _clock.Advance(Heartbeat);
+        await link.TickAsync("db", Ct);
+        Assert.Empty(_runner.Log);              // still waiting for a grant for the request sent at start
+        _clock.Advance(Heartbeat);
+        await link.TickAsync("db", Ct);
+
+        Assert.Equal(DeactivationOrder, _runner.Log);
+        Assert.Equal(2 * Heartbeat, _clock.GetUtcNow() - start);
+        Assert.True(_clock.GetUtcNow() - start < _options.Cluster.Timings.SelfFenceDeadline);
+        Assert.Equal(LeaseState.SelfFenced, Lease.State);
+        Assert.Equal("Secondary", _node.Role);
+    }
+
+    [Fact]
+    public async Task PrimaryAtStart_StepHangs_LastResortByStartPlusTheDeadline()
+    {
+        _peer.Down = true;
+        _runner.Hang.Add("systemctl stop postgresql.service");
+        var link = await CreateAsync(restarted: true);
+        var start = _clock.GetUtcNow();
+        await link.TickAsync("db", Ct);
+        _clock.Advance(2 * Heartbeat);
+        var tick = link.TickAsync("db", Ct);
+        var left = _options.Cluster.Timings.SelfFenceDeadline - (2 * Heartbeat);
+        await _time.WaitForTimerAsync(left, Ct);   // what is left of the deadline counted from start
+        Assert.False(tick.IsCompleted);
+        _clock.Advance(left);
+        await tick;
+
+        Assert.Equal(_options.Cluster.Timings.SelfFenceDeadline, _clock.GetUtcNow() - start);
+        Assert.Equal("drbdadm suspend-io r0", _runner.Log[^1]);
+        Assert.Contains("deadline of 500 ms passed", _local.GetLastError("db"));
+    }
+
+    [Fact]
+    public async Task PrimaryAtStart_GrantForTheRequestSentAtStart_KeepsItPrimary()
+    {
+        _peer.Down = true;
+        var link = await CreateAsync(restarted: true);
+        await link.TickAsync("db", Ct);
+        _clock.Advance(TimeSpan.FromMilliseconds(100));
+        _coordinator.Grant(_coordinator.Requests.Last());
+        Assert.Equal(LeaseState.Held, Lease.State);
+        Assert.Equal(LeaseLength - TimeSpan.FromMilliseconds(100), Lease.Remaining.ToTimeSpan());
+        for (var beat = 0; beat < 3 * LeaseLength / Heartbeat; beat++)
+        {
+            _clock.Advance(Heartbeat);
+            await link.TickAsync("db", Ct);
+            _coordinator.Grant(_coordinator.Requests.Last());
+        }
+
+        Assert.Empty(_runner.Log);
+        Assert.Equal("Primary", _node.Role);
+        Assert.Equal(LeaseState.Held, Lease.State);
+    }
+
+    [Fact]
+    public async Task Restart_SequencesGrowAcrossIncarnations_AGrantForTheEarlierRunsRequestDoesNotCount()
+    {
+        _peer.Down = true;
+        var first = await CreateAsync();
+        await first.TickAsync("db", Ct);
+        var before = Assert.Single(_coordinator.Requests);
+        first.Dispose();
+
+        // The agent restarts (same state directory): a fresh link, its own coordinator session.
+        var o = Options.Create(_options);
+        var local = new AgentLocalState(_time);
+        local.SetPromoting("db", true);
+        var coordinator = new FakeCoordinator();
+        var selfFence = new SelfFence(o, new ResourceSteps(_options, _runner, _node, _time), _runner, local, _signal, _time, NullLogger<SelfFence>.Instance);
+        using var second = new PeerLink(o, local, _collector!, coordinator, new GenerationStore(o), selfFence, _time, NullLogger<PeerLink>.Instance, peerClientFactory: () => _peer);
+        await second.TickAsync("db", Ct);
+        var after = Assert.Single(coordinator.Requests);
+
+        Assert.True(after.Sequence > before.Sequence, $"{after.Sequence} <= {before.Sequence}");
+        Assert.Equal((before.Sequence >> 32) + 1, after.Sequence >> 32);
+        coordinator.Grant(before);   // a late grant for the earlier run's request
+        Assert.NotEqual(LeaseState.Held, local.GetLease("db").State);
+        coordinator.Grant(after);
+        Assert.Equal(LeaseState.Held, local.GetLease("db").State);
+    }
+
+    [Fact]
+    public void Incarnation_PersistedCounter_GrowsAcrossStores_CorruptIsAnError()
+    {
+        var o = Options.Create(_options);
+        Assert.Equal(1UL, new GenerationStore(o).NextIncarnation());
+        Assert.Equal(2UL, new GenerationStore(o).NextIncarnation());
+        Assert.Equal("2\n", File.ReadAllText(new GenerationStore(o).IncarnationPath));
+        File.WriteAllText(new GenerationStore(o).IncarnationPath, "two\n");
+        Assert.Contains("is corrupt", Assert.Throws<InvalidDataException>(() => new GenerationStore(o).NextIncarnation()).Message);
+    }
+
+    [Fact]
+    public async Task VoteCrossesLeasePlusMargin_ReportSentAtOnce_NotAtTheNextHeartbeat()
+    {
+        _node.Role = "Secondary";
+        using var reports = new ReportSignal();
+        using var link = await CreateAsync(DrbdRole.Secondary, reports: reports);
+        var start = _clock.GetUtcNow();
+        var reported = reports.WaitAsync(Ct);
+        await link.StartAsync(Ct);
+
+        // The peer answers the first renewal 100 ms late, then goes away: the vote crosses at 100 ms + lease + margin.
+        var (request, reply) = await _peer.NextAsync(Ct);
+        _peer.Down = true;
+        _clock.Advance(TimeSpan.FromMilliseconds(100));
+        reply.SetResult(new RenewLeaseResponse { Granted = false, Reason = "b is Primary itself", Grantor = "b", Sequence = request.Sequence });
+        await link.PeerReplyHandled("db");
+        var promise = LeaseLength + _options.Cluster.Timings.DriftMargin;
+        var firstWait = Heartbeat - TimeSpan.FromMilliseconds(100);
+        await _time.WaitForTimerAsync(Heartbeat, Ct);
+        _clock.Advance(firstWait);
+        for (var at = Heartbeat; at + Heartbeat <= promise; at += Heartbeat)
+        {
+            await _time.WaitForTimerAsync(Heartbeat, Ct);
+            Assert.False(reported.IsCompleted);
+            _clock.Advance(Heartbeat);
+        }
+
+        await _time.WaitForTimerAsync(TimeSpan.FromMilliseconds(100), Ct);
+        Assert.False(reported.IsCompleted);
+        _clock.Advance(TimeSpan.FromMilliseconds(100));
+        await reported.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        Assert.Equal(TimeSpan.FromMilliseconds(100) + promise, _clock.GetUtcNow() - start);
+        Assert.True(_local.GetPeerContactAge("db") >= promise);
+        await link.StopAsync(Ct);
     }
 }
