@@ -37,7 +37,7 @@ public static class ScaleFailoverBench
         var channels = Enumerable.Range(0, Math.Max(1, simulated / 100)).Select(_ => GrpcChannels.Create(url, timings)).ToArray();
         var latencies = new ConcurrentBag<(long At, double Ms)>();
         var reports = 0L;
-        var errors = new ConcurrentBag<string>();
+        var errors = new ConcurrentBag<(long At, string Message)>();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         // started before the cluster: each retries until the coordinator listens
         var load = Enumerable.Range(0, simulated).Select(i => Task.Run(() => SimulatedAsync(Node(i), channels[i % channels.Length], i % 10 == 0, latencies, () => Interlocked.Increment(ref reports), errors, stop.Token))).ToArray();
@@ -49,7 +49,7 @@ public static class ScaleFailoverBench
                 o.Nodes.AddRange(Enumerable.Range(0, simulated).Select(i => new NodeOptions { Name = Node(i), AgentAddress = $"http://127.0.0.1:{20000 + i}", ServiceName = $"ns{i}.sim-1-2-3.eu" }));
             });
             var coordinator = cluster.CurrentCoordinator;
-            await Task.Delay(TimeSpan.FromSeconds(10), TimeProvider.System, ct); // warm-up (measurement pause)
+            await Task.Delay(TimeSpan.FromSeconds(20), TimeProvider.System, ct); // warm-up (measurement pause)
             var status0 = await cluster.Coordinator.GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: ct);
             var reachable0 = status0.Nodes.Count(n => n.Reachability == Reachability.Reachable);
 
@@ -123,10 +123,14 @@ public static class ScaleFailoverBench
 
             var status1 = await cluster.Coordinator.GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: ct);
             var during = latencies.Where(l => failWindows.Any(w => l.At >= w.From && l.At <= w.To)).Select(l => l.Ms).ToList();
+            var streamErrors = errors.Where(e => e.At >= t0).Select(e => e.Message).ToList();
             var sb = new StringBuilder(Stats.Header($"Coordinator scale with failovers: {agents} agents ({simulated} simulated in-process on the real Connect stream at 2 reports/s + 2 real agents in the netns lab), {failovers} failovers"));
             sb.Append(CultureInfo.InvariantCulture, $"# timings: heartbeat {cluster.Timings.Heartbeat.TotalMilliseconds} ms, lease {cluster.Timings.Lease.TotalMilliseconds} ms, drift margin {cluster.Timings.DriftMargin.TotalMilliseconds} ms (silence threshold {threshold.TotalMilliseconds} ms); fake OVH task 1 s\n");
-            sb.Append("# the lab's invariant monitor also polls GetClusterStatus (1000 nodes) every 500 ms: included in the coordinator's CPU\n");
-            sb.Append(CultureInfo.InvariantCulture, $"nodes Reachable after warm-up: {reachable0}/{agents}; at the end: {status1.Nodes.Count(n => n.Reachability == Reachability.Reachable)}/{agents}; simulated stream errors: {errors.Count}{(errors.IsEmpty ? "" : " (first: " + errors.First() + ")")}\n");
+            sb.Append("# the lab's invariant monitor also polls GetClusterStatus (all nodes) every 500 ms: included in the coordinator's CPU; lease round trips are timed in\n");
+            sb.Append("# this process, which also runs the load generator, the event recorder and the monitor on the same 2 cores (client-side delays included)\n");
+            sb.Append("# decision delay past the threshold: FailoverStarted - kill - (lease + margin); the primary's last report left up to one heartbeat before\n");
+            sb.Append("# the kill, so the coordinator's own delay is this figure plus 0..250 ms; its failure detector ticks every heartbeat\n");
+            sb.Append(CultureInfo.InvariantCulture, $"nodes Reachable after warm-up: {reachable0}/{agents}; at the end: {status1.Nodes.Count(n => n.Reachability == Reachability.Reachable)}/{agents}; simulated stream errors once loaded: {streamErrors.Count}{(streamErrors.Count == 0 ? "" : " (first: " + streamErrors[0] + ")")}\n");
             sb.Append(CultureInfo.InvariantCulture, $"steady load ({seconds} s): reports accepted {rate:0} /s; coordinator CPU {steadyCpu:0.0} % of one core; RSS {steadyRss:0.0} MiB\n");
             sb.Append(CultureInfo.InvariantCulture, $"during the failovers ({failSeconds:0.0} s, kill → FailoverCompleted): coordinator CPU {(failSeconds > 0 ? failCpu / failSeconds * 100 : double.NaN):0.0} % of one core; RSS {ProcStat.MiB(coordinator.Pid, "VmRSS"):0.0} MiB (peak {ProcStat.MiB(coordinator.Pid, "VmHWM"):0.0} MiB)\n");
             sb.AppendLine(Stats.Row("kill → decision (FailoverStarted)", decision));
@@ -160,11 +164,10 @@ public static class ScaleFailoverBench
     private static string Node(int i) => "s" + i.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>One simulated node: Connect, hello, a report every 500 ms (and a timed lease request); reconnects after a failure.</summary>
-    private static async Task SimulatedAsync(string node, Grpc.Net.Client.GrpcChannel channel, bool leases, ConcurrentBag<(long, double)> latencies, Action reported, ConcurrentBag<string> errors, CancellationToken ct)
+    private static async Task SimulatedAsync(string node, Grpc.Net.Client.GrpcChannel channel, bool leases, ConcurrentBag<(long, double)> latencies, Action reported, ConcurrentBag<(long, string)> errors, CancellationToken ct)
     {
         var time = TimeProvider.System;
         ulong sequence = 0;
-        var connected = false;
         while (!ct.IsCancellationRequested)
         {
             var pending = new ConcurrentDictionary<ulong, long>();
@@ -188,7 +191,6 @@ public static class ScaleFailoverBench
                 {
                     sequence++;
                     await call.RequestStream.WriteAsync(new AgentMessage { Report = Report(node, sequence) }, ct);
-                    connected = true;
                     reported();
                     if (leases)
                     {
@@ -206,10 +208,7 @@ public static class ScaleFailoverBench
                     return;
                 }
 
-                if (connected)
-                {
-                    errors.Add($"{node}: {ex.Message}");
-                }
+                errors.Add((time.GetTimestamp(), $"{node}: {ex.Message}"));
 
                 await Task.Delay(TimeSpan.FromMilliseconds(500), time, ct).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
