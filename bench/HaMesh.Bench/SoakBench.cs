@@ -70,7 +70,7 @@ public static class SoakBench
         var violations = cluster.Invariants.Violations.Concat(InvariantMonitor.EventViolations(cluster.Events.All, cluster.DecidedFailovers)).ToList();
 
         var sb = new StringBuilder(Stats.Header(string.Create(CultureInfo.InvariantCulture, $"Soak: {loss} % random loss (nftables numgen random mod 100 < {loss} drop, input of A, B, W and C) for {elapsed / 60:0.0} min")));
-        sb.Append(CultureInfo.InvariantCulture, $"# timings: heartbeat {cluster.Timings.Heartbeat.TotalMilliseconds} ms, lease {cluster.Timings.Lease.TotalMilliseconds} ms, drift margin {cluster.Timings.DriftMargin.TotalMilliseconds} ms; a packet crosses two inputs on no path, so each direction of each link loses {loss} %\n");
+        sb.Append(CultureInfo.InvariantCulture, $"# timings: heartbeat {cluster.Timings.Heartbeat.TotalMilliseconds} ms, lease {cluster.Timings.Lease.TotalMilliseconds} ms, drift margin {cluster.Timings.DriftMargin.TotalMilliseconds} ms; each packet meets one such rule (its receiver's input), so each direction of each link loses {loss} %\n");
         sb.Append(CultureInfo.InvariantCulture, $"false failovers (FailoverStarted, nobody died): {falseFailovers}\n");
         sb.Append(CultureInfo.InvariantCulture, $"primary before/after: {before.PrimaryNode} g{before.Generation} / {after.PrimaryNode} g{after.Generation}\n");
         foreach (var kind in Watched)
