@@ -34,6 +34,7 @@ public static class FailoverBench
 
         var failures = new List<string>();
         var rss = new List<double>();
+        var agentCpu = new List<double>();
         await using var cluster = await LabCluster.StartAsync(taskSeconds, ct, o => o.Cluster.Timings.MinFailoverInterval = TimeSpan.FromSeconds(1));
         await using var probe = DaemonProcess.StartIn(cluster.Lab.Ns("c"), "probe", DaemonProcess.Dll("src/Tools/Lab", "hamesh-lab"), ["probe", "--target", $"{LabCluster.FailoverIp.Split('/')[0]}:{LabCluster.AgentPort}"]);
         await probe.WaitForLineAsync("ok a ", TimeSpan.FromSeconds(60), ct);
@@ -43,8 +44,12 @@ public static class FailoverBench
             var g = (await cluster.ResourceAsync(ct)).Generation;
             var from = cluster.Events.Count;
             var t0 = TimeProvider.System.GetUtcNow();
+            var survivor = cluster.Agent(standby);
+            var survivorCpu0 = ProcStat.CpuSeconds(survivor.Pid);
+            var w0 = TimeProvider.System.GetTimestamp();
             cluster.CrashNode(primary);
             var outcome = await cluster.WithinAsync(cluster.Events.WaitForAsync(e => e.Kind is "FailoverCompleted" or "PromoteFailed" or "OvhMoveFailed" or "OperationFailed", from, ct), $"run {run}: failover outcome", ct);
+            agentCpu.Add((ProcStat.CpuSeconds(survivor.Pid) - survivorCpu0) / TimeProvider.System.GetElapsedTime(w0).TotalSeconds * 100);
             var restoredLine = await probe.WaitForLineAsync($"ok {standby} ", TimeSpan.FromSeconds(60), ct);
             if (outcome.Kind != "FailoverCompleted")
             {
@@ -95,6 +100,7 @@ public static class FailoverBench
         }
 
         sb.Append(CultureInfo.InvariantCulture, $"new primary agent RSS after failover: max {rss.DefaultIfEmpty(double.NaN).Max():0.0} MiB\n");
+        sb.AppendLine(Stats.Row("new primary agent CPU, kill → outcome", agentCpu, "% of one core"));
         sb.Append(CultureInfo.InvariantCulture, $"failed runs: {failures.Count}\n");
         foreach (var f in failures)
         {
@@ -109,7 +115,7 @@ public static class FailoverBench
     }
 
     /// <summary>The rebooted node is a real standby again: its report shows recent contact with the primary's agent (polled: no event says so).</summary>
-    private static async Task<bool> WaitForPeerContactAsync(LabCluster cluster, string node, CancellationToken ct)
+    internal static async Task<bool> WaitForPeerContactAsync(LabCluster cluster, string node, CancellationToken ct)
     {
         using var timer = new PeriodicTimer(cluster.Timings.Heartbeat, TimeProvider.System);
         while (await timer.WaitForNextTickAsync(ct))

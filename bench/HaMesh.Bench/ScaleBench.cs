@@ -79,7 +79,7 @@ public static class ScaleBench
         sb.Append(CultureInfo.InvariantCulture, $"(load generator in the bench process: {self:0.0} % of one core, same 2-core machine)\n");
         sb.AppendLine(Stats.Row($"lease request → grant round trip ({agents / 10} agents)", [.. latencies]));
         sb.AppendLine(Stats.Row($"FailoverPolicy.Decide, {agents}-node view, primary gone", decide, "μs"));
-        sb.Append("# no failover was executed under load: the simulated agents serve no AgentService, so a Promote could not succeed\n");
+        sb.Append("# no failover here (the simulated agents serve no AgentService): `scale --failovers N` runs failovers of two real agents under the same load\n");
         Stats.Write("scale", sb.ToString());
         Directory.Delete(dir, recursive: true);
         return 0;

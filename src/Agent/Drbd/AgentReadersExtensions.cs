@@ -8,7 +8,7 @@ namespace HaMesh.Agent.Drbd;
 
 public static class AgentReadersExtensions
 {
-    /// <summary>Registers the command runner (allow-list from HaMesh:Agent:Commands), the DRBD reader selector and the host state reader.</summary>
+    /// <summary>Registers the command runner (allow-list from HaMesh:Agent:Commands), the DRBD reader selector, the kernel address source and the host state reader.</summary>
     public static IServiceCollection AddAgentReaders(this IServiceCollection services)
     {
         services.TryAddSingleton<ICommandRunner>(sp => new ProcessCommandRunner(
@@ -17,7 +17,9 @@ public static class AgentReadersExtensions
         services.TryAddSingleton<Drbd84Reader>();
         services.TryAddSingleton<Drbd9Reader>();
         services.TryAddSingleton<IDrbdReader, DrbdReaderSelector>();
-        services.TryAddSingleton<IHostStateReader>(sp => new HostStateReader(sp.GetRequiredService<IOptions<HaMeshOptions>>(), sp.GetRequiredService<ICommandRunner>(), sp.GetRequiredService<IOptions<HaMeshOptions>>().Value.Agent.Commands.MountInfo));
+        services.TryAddSingleton<IInterfaceAddressSource, KernelInterfaceAddresses>();
+        services.TryAddSingleton<IHostStateReader>(sp => new HostStateReader(
+            sp.GetRequiredService<IOptions<HaMeshOptions>>(), sp.GetRequiredService<ICommandRunner>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<IInterfaceAddressSource>()));
         return services;
     }
 }

@@ -8,7 +8,12 @@ using Microsoft.Extensions.Options;
 
 namespace HaMesh.Agent.Reporting;
 
-/// <summary>Builds this node's <see cref="NodeStatus"/>: DRBD, IP aliases, services, mounts, generation, lease.</summary>
+/// <summary>
+/// Builds this node's <see cref="NodeStatus"/>: DRBD, IP aliases, services, mounts, generation, lease. Runs every
+/// heartbeat, so it starts no process where an in-process read is as faithful: /proc/drbd (8.4), the kernel's
+/// addresses, mountinfo; services are read at most every HaMesh:Agent:ServicePollInterval (they change only by
+/// our own steps, which re-check at once, or by a crash).
+/// </summary>
 public sealed class StatusCollector(
     IOptions<HaMeshOptions> options,
     IDrbdReader drbd,
@@ -78,7 +83,7 @@ public sealed class StatusCollector(
         try
         {
             result.IpAliases.AddRange(await host.ReadIpAliasesAsync(resource.Interface, resource.FailoverIps, cancellationToken));
-            result.Services.AddRange(await host.ReadServicesAsync(resource.Services, cancellationToken));
+            result.Services.AddRange(await host.ReadServicesAsync(resource.Services, _options.Agent.ServicePollInterval, cancellationToken));
             result.Mounted = await host.IsMountedAsync(resource.MountPoint, cancellationToken);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)

@@ -304,6 +304,11 @@ public static class ConfigValidator
             errors.Add(new($"{key}:CommandTimeout", $"{Fmt(a.CommandTimeout)} must be between 0 and 10 minutes"));
         }
 
+        if (a.ServicePollInterval < TimeSpan.Zero || a.ServicePollInterval > TimeSpan.FromMinutes(1))
+        {
+            errors.Add(new($"{key}:ServicePollInterval", $"{Fmt(a.ServicePollInterval)} must be between 0 and 1 minute"));
+        }
+
         if (a.DrbdVersion is not ("auto" or "drbd9" or "drbd84"))
         {
             errors.Add(new($"{key}:DrbdVersion", $"'{a.DrbdVersion}' must be auto, drbd9 or drbd84"));

@@ -112,6 +112,12 @@ public sealed class AgentOptions
     public string MetricsListen { get; set; } = "";
 
     public TimeSpan CommandTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How old the services' states in a report may be (systemctl is-active runs at most this often for
+    /// reports; our own start/stop steps re-check at once). 0 = read for every report.
+    /// </summary>
+    public TimeSpan ServicePollInterval { get; set; } = TimeSpan.FromSeconds(2);
     public CommandPaths Commands { get; set; } = new();
 
     /// <summary>drbd9, drbd84, or auto (detect from the host).</summary>

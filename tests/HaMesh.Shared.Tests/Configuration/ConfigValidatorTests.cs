@@ -54,6 +54,24 @@ public sealed class ConfigValidatorTests
         Assert.Contains(reason, Single(Validate(o, ConfigScope.Agent), "HaMesh:Agent:MetricsListen").Reason);
     }
 
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(61)]
+    public void Validate_AgentServicePollIntervalOutOfRange_NamesKey(int seconds)
+    {
+        var o = Valid();
+        o.Agent.ServicePollInterval = TimeSpan.FromSeconds(seconds);
+        Assert.Contains("between 0 and 1 minute", Single(Validate(o), "HaMesh:Agent:ServicePollInterval").Reason);
+    }
+
+    [Fact]
+    public void Validate_AgentServicePollIntervalZero_MeansEveryReport_NoErrors()
+    {
+        var o = Valid();
+        o.Agent.ServicePollInterval = TimeSpan.Zero;
+        Assert.Empty(Validate(o));
+    }
+
     [Fact]
     public void Validate_CoordinatorMetricsOnGrpcPort_NamesKey()
     {

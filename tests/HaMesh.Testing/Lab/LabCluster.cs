@@ -32,6 +32,7 @@ public sealed class LabCluster : IAsyncDisposable
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(10) };
     private GrpcChannel? _channel;
     private IReadOnlyDictionary<string, string> _agentEnvironment = new Dictionary<string, string>();
+    private string _agentExecutable = "";
 
     private LabCluster(NetnsLab lab, string dir, HaMeshOptions options, string config)
     {
@@ -59,8 +60,11 @@ public sealed class LabCluster : IAsyncDisposable
 
     public static string ServiceName(string node) => node == "a" ? "ns1.ip-1-2-3.eu" : "ns2.ip-1-2-3.eu";
 
-    /// <summary>Builds the namespaces and starts OVH, coordinator and both agents; returns once both nodes reported and the IP was verified on a.</summary>
-    public static async Task<LabCluster> StartAsync(double ovhTaskSeconds, CancellationToken ct, Action<HaMeshOptions>? configure = null, IReadOnlyDictionary<string, string>? agentEnvironment = null)
+    /// <summary>
+    /// Builds the namespaces and starts OVH, coordinator and both agents; returns once both nodes reported and the IP was verified on a.
+    /// The agent is the built hamesh-agent.dll, or <paramref name="agentExecutable"/> (a native executable: the Native AOT publish).
+    /// </summary>
+    public static async Task<LabCluster> StartAsync(double ovhTaskSeconds, CancellationToken ct, Action<HaMeshOptions>? configure = null, IReadOnlyDictionary<string, string>? agentEnvironment = null, string? agentExecutable = null)
     {
         var lab = await NetnsLab.CreateAsync(ct);
         var dir = System.IO.Directory.CreateTempSubdirectory("hamesh-lab-").FullName;
@@ -83,7 +87,7 @@ public sealed class LabCluster : IAsyncDisposable
         options.Agent.DrbdVersion = "drbd84";
         configure?.Invoke(options);
         var config = ClusterFiles.Write(dir, options);
-        var cluster = new LabCluster(lab, dir, options, config) { _agentEnvironment = agentEnvironment ?? new Dictionary<string, string>() };
+        var cluster = new LabCluster(lab, dir, options, config) { _agentEnvironment = agentEnvironment ?? new Dictionary<string, string>(), _agentExecutable = agentExecutable ?? DaemonProcess.Dll("src/Agent", "hamesh-agent") };
         try
         {
             await cluster.StartAllAsync(ovhTaskSeconds, ct);
@@ -199,7 +203,7 @@ public sealed class LabCluster : IAsyncDisposable
             env[k] = v;
         }
 
-        var agent = Track(DaemonProcess.StartIn(Lab.Ns(node), "agent-" + node, DaemonProcess.Dll("src/Agent", "hamesh-agent"), ["--config", ConfigPath], Quiet(env)));
+        var agent = Track(DaemonProcess.StartIn(Lab.Ns(node), "agent-" + node, _agentExecutable, ["--config", ConfigPath], Quiet(env)));
         _agents[node] = agent;
         return agent;
     }

@@ -55,10 +55,14 @@ public sealed class DaemonProcess : IAsyncDisposable
     public static DaemonProcess Start(string name, string dll, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, string? workingDirectory = null) =>
         StartIn(null, name, dll, args, environment, workingDirectory);
 
-    /// <summary>Starts the daemon inside network namespace <paramref name="netns"/> (ip netns exec execs into it, so the PID is the daemon's).</summary>
+    /// <summary>
+    /// Starts the daemon inside network namespace <paramref name="netns"/> (ip netns exec execs into it, so the PID is the daemon's).
+    /// <paramref name="dll"/> is an assembly run with dotnet, or (not ending in .dll) a native executable, e.g. the Native AOT agent.
+    /// </summary>
     public static DaemonProcess StartIn(string? netns, string name, string dll, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, string? workingDirectory = null)
     {
-        var psi = new ProcessStartInfo(netns is null ? "dotnet" : "/usr/sbin/ip")
+        var native = !dll.EndsWith(".dll", StringComparison.Ordinal);
+        var psi = new ProcessStartInfo(netns is not null ? "/usr/sbin/ip" : native ? dll : "dotnet")
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
@@ -68,13 +72,17 @@ public sealed class DaemonProcess : IAsyncDisposable
         };
         if (netns is not null)
         {
-            foreach (var a in new[] { "netns", "exec", netns, "dotnet" })
+            foreach (var a in new[] { "netns", "exec", netns, native ? dll : "dotnet" })
             {
                 psi.ArgumentList.Add(a);
             }
         }
 
-        psi.ArgumentList.Add(dll);
+        if (!native)
+        {
+            psi.ArgumentList.Add(dll);
+        }
+
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);
