@@ -9,8 +9,9 @@ namespace HaMesh.Lab.Tests;
 
 /// <summary>
 /// Failover scenarios with every daemon a real process in its namespace: the fake OVH API and the
-/// coordinator in W, agents in A and B (DRBD/mount/systemctl through the stateful stand-ins, the
-/// failover IP alias added for real), nftables chaos between hosts. Each scenario asserts its outcome
+/// coordinator in W, agents in A and B each with its DRBD simulator daemon (replication link A↔B over
+/// the lab's links, the real fence-peer handler; the failover IP alias added for real), nftables chaos
+/// between hosts, a test service writing through the primary's simulated device. Each scenario asserts its outcome
 /// and the invariants it can observe (<see cref="InvariantMonitor"/>). Skips with the reason when not root.
 /// </summary>
 [Collection("netns")]
@@ -60,6 +61,23 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         Assert.True(events.Count == 0, "event invariants violated:\n" + string.Join('\n', events) + "\n" + c.Report());
     }
 
+    /// <summary>Invariant I3: once the writer writes to <paramref name="node"/> again, every write DRBD acknowledged before is on <paramref name="node"/>'s disk.</summary>
+    private static async Task AssertNoLostWritesAsync(LabCluster c, TestService writer, string node)
+    {
+        await c.WithinAsync(writer.WaitForNodeAsync(node, Ct), $"the test service writes through {node}", Ct);
+        var (acknowledged, missing) = await c.LostWritesAsync(writer, node, Ct);
+        TestContext.Current.TestOutputHelper?.WriteLine($"test service: {acknowledged} acknowledged writes, {missing} missing on {node}, longest gap {writer.LongestGap.TotalMilliseconds:0} ms");
+        Assert.True(missing == 0, $"{missing} of {acknowledged} acknowledged writes are not on {node}\n{c.Report()}");
+    }
+
+    /// <summary>Starts the test service writing through a's DRBD and waits for its first acknowledged writes.</summary>
+    private static async Task<TestService> StartWriterAsync(LabCluster c)
+    {
+        var writer = c.StartWriter();
+        await c.WithinAsync(writer.WaitForAcknowledgedAsync(10, Ct), "the test service's first writes through a", Ct);
+        return writer;
+    }
+
     private static async Task AssertPrimaryWithLeaseAsync(LabCluster c, string node, string because)
     {
         var status = await c.AgentClient(node).GetStatusAsync(new GetStatusRequest(), cancellationToken: Ct);
@@ -84,6 +102,7 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         var g = (await c.ResourceAsync(Ct)).Generation;
         var probe = c.StartClientProbe();
         await c.WithinAsync(probe.WaitForLineAsync("ok a ", TimeSpan.FromSeconds(60), Ct), "the client in C answered by a through the failover IP", Ct);
+        var writer = await StartWriterAsync(c);
         var from = c.Events.Count;
 
         var killedAt = TimeProvider.System.GetUtcNow();
@@ -104,6 +123,7 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         Assert.Equal(NetnsLab.Address("b"), await c.RouteViaAsync("w", Ct));
         Assert.True(await c.HasAliasAsync("b", Ct), "b has no failover IP alias");
         await AssertPrimaryWithLeaseAsync(c, "b", "after the failover");
+        await AssertNoLostWritesAsync(c, writer, "b");
         AssertInvariants(c);
     }
 
@@ -112,6 +132,7 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
     {
         var c = await StartAsync();
         var g = (await c.ResourceAsync(Ct)).Generation;
+        var writer = await StartWriterAsync(c);
         var from = c.Events.Count;
 
         await c.HostLinksDownAsync("a", Ct);
@@ -129,6 +150,7 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         Assert.True(a.Drbd.Role != DrbdRole.Primary, $"a is still {a.Drbd.Role} (lease {a.Lease.State}) after losing its lease\n{c.Report()}");
         Assert.False(await c.HasAliasAsync("a", Ct), "a kept the failover IP alias after self-fencing");
         await AssertPrimaryWithLeaseAsync(c, "b", "after a came back");
+        await AssertNoLostWritesAsync(c, writer, "b");
         AssertInvariants(c);
     }
 
@@ -255,8 +277,9 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         var outcome = await c.WithinAsync(c.Events.WaitForAsync(IsFailoverOutcome, from, Ct), "failover before the replay", Ct);
         Assert.True(outcome.Kind == "FailoverCompleted", $"{outcome.Kind}: {outcome.Message}\n{c.Report()}");
 
-        // A command from the coordinator's decision at generation g arrives late at the new primary.
-        var agent = c.AgentClient("b");
+        // A command from the coordinator's decision at generation g arrives late at the new primary
+        // (with the coordinator's certificate: anyone else is refused before the generation is looked at).
+        var agent = c.AgentClient("b", "coordinator");
         var demote = await Assert.ThrowsAsync<RpcException>(async () =>
             await agent.DemoteAsync(new DemoteRequest { Resource = "db", Generation = g, Reason = "replayed", Reconnect = true }, cancellationToken: Ct));
         Assert.Equal(StatusCode.FailedPrecondition, demote.StatusCode);

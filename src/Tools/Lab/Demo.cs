@@ -3,6 +3,7 @@ using Grpc.Core;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Grpc;
 using HaMesh.Testing;
+using HaMesh.Testing.Lab;
 using HaMesh.Testing.Processes;
 
 namespace HaMesh.Lab;

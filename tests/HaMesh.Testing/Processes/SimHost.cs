@@ -32,6 +32,9 @@ public sealed record SimHostOptions
     /// <summary>The local agent the fence-peer handler asks (hamesh-fence-peer --agent URL).</summary>
     public string? FencePeerAgent { get; init; }
 
+    /// <summary>More arguments for the fence-peer handler (with mutual TLS: --cacert, --cert, --key of the node's agent).</summary>
+    public IReadOnlyList<string> FencePeerArgs { get; init; } = [];
+
     /// <summary>Network namespace to run the simulator daemon in, or null for the current one.</summary>
     public string? Netns { get; init; }
 }
@@ -247,6 +250,11 @@ public sealed class SimHost : IAsyncDisposable
         {
             handlerArgs.Add("--agent");
             handlerArgs.Add(agent);
+        }
+
+        foreach (var a in o.FencePeerArgs)
+        {
+            handlerArgs.Add(a);
         }
 
         var config = new JsonObject
