@@ -84,9 +84,20 @@ public sealed class LabCluster : IAsyncDisposable
     }
 
     /// <summary>A gRPC channel from the test process presenting <paramref name="identity"/>'s certificate (disposed with the cluster).</summary>
-    public GrpcChannel Channel(string address, string identity)
+    public GrpcChannel Channel(string address, string identity, bool sendLimit = true)
     {
-        var channel = GrpcChannels.Create(address, Timings, Identity(identity));
+        GrpcChannel channel;
+        if (sendLimit)
+        {
+            channel = GrpcChannels.Create(address, Timings, Identity(identity));
+        }
+        else
+        {
+            // what a hostile client does: no client-side cap on what it sends (the daemon's limit must hold)
+            var handler = new SocketsHttpHandler { ConnectTimeout = Timings.Lease, SslOptions = Identity(identity).ClientOptions() };
+            channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = handler, MaxSendMessageSize = null, DisposeHttpClient = true });
+        }
+
         _disposables.Add(channel);
         return channel;
     }
