@@ -36,7 +36,7 @@ public static class FailoverBench
         var rss = new List<double>();
         var agentCpu = new List<double>();
         await using var cluster = await LabCluster.StartAsync(taskSeconds, ct, o => o.Cluster.Timings.MinFailoverInterval = TimeSpan.FromSeconds(1));
-        await using var probe = DaemonProcess.StartIn(cluster.Lab.Ns("c"), "probe", DaemonProcess.Dll("src/Tools/Lab", "hamesh-lab"), ["probe", "--target", $"{LabCluster.FailoverIp.Split('/')[0]}:{LabCluster.AgentPort}"]);
+        await using var probe = DaemonProcess.StartIn(cluster.Lab.Ns("c"), "probe", DaemonProcess.Dll("src/Tools/Lab", "hamesh-lab"), cluster.ProbeArguments());
         await probe.WaitForLineAsync("ok a ", TimeSpan.FromSeconds(60), ct);
         var (primary, standby) = ("a", "b");
         for (var run = 1; run <= runs && !ct.IsCancellationRequested; run++)
@@ -78,7 +78,7 @@ public static class FailoverBench
 
             rss.Add(ProcStat.MiB(cluster.Agent(standby).Pid, "VmRSS"));
             var rejoinFrom = cluster.Events.Count;
-            cluster.RebootNode(primary);
+            await cluster.RebootNodeAsync(primary, ct);
             // Rebooted Secondary: it reports again (a node that came back Primary would get a Demote: Rejoined).
             var rejoin = await cluster.WithinAsync(cluster.Events.WaitForAsync(e => e.Node == primary && e.Kind is "NodeReachable" or "DemoteFailed", rejoinFrom, ct), $"run {run}: {primary} reports again", ct);
             await cluster.WithinAsync(WaitForPeerContactAsync(cluster, primary, ct), $"run {run}: {primary} in contact with its peer", ct);

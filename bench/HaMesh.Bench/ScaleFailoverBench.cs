@@ -109,7 +109,7 @@ public static class ScaleFailoverBench
                 }
 
                 var rejoinFrom = cluster.Events.Count;
-                cluster.RebootNode(primary);
+                await cluster.RebootNodeAsync(primary, ct);
                 var rejoin = await cluster.WithinAsync(cluster.Events.WaitForAsync(e => e.Node == primary && e.Kind is "NodeReachable" or "DemoteFailed", rejoinFrom, ct), $"run {run}: {primary} reports again", ct);
                 await cluster.WithinAsync(FailoverBench.WaitForPeerContactAsync(cluster, primary, ct), $"run {run}: {primary} in contact with its peer", ct);
                 if (rejoin.Kind != "NodeReachable")

@@ -9,8 +9,9 @@ namespace HaMesh.Lab.Tests;
 
 /// <summary>
 /// Failover scenarios with every daemon a real process in its namespace: the fake OVH API and the
-/// coordinator in W, agents in A and B (DRBD/mount/systemctl through the stateful stand-ins, the
-/// failover IP alias added for real), nftables chaos between hosts. Each scenario asserts its outcome
+/// coordinator in W, agents in A and B each with its DRBD simulator daemon (replication link A↔B over
+/// the lab's links, the real fence-peer handler; the failover IP alias added for real), nftables chaos
+/// between hosts, a test service writing through the primary's simulated device. Each scenario asserts its outcome
 /// and the invariants it can observe (<see cref="InvariantMonitor"/>). Skips with the reason when not root.
 /// </summary>
 [Collection("netns")]
@@ -46,8 +47,12 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         return _cluster;
     }
 
-    /// <summary>Ten lease periods: the "nothing must happen" window of the no-failover scenarios.</summary>
-    private static TimeSpan TenLeases(LabCluster c) => c.Timings.Lease * 10;
+    /// <summary>
+    /// The "nothing must happen" window of the no-failover scenarios, in lease periods: a failover would
+    /// start within one lease plus the drift margin of the primary's silence; five leases leave room
+    /// for a slow decision on a loaded machine while keeping the suite within its CI budget.
+    /// </summary>
+    private static TimeSpan Leases(LabCluster c, int n) => c.Timings.Lease * n;
 
     private static bool IsFailoverOutcome(ClusterEvent e) => e.Kind is "FailoverCompleted" or "PromoteFailed" or "OvhMoveFailed" or "OperationFailed";
 
@@ -60,6 +65,23 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         Assert.True(events.Count == 0, "event invariants violated:\n" + string.Join('\n', events) + "\n" + c.Report());
     }
 
+    /// <summary>Invariant I3: once the writer writes to <paramref name="node"/> again, every write DRBD acknowledged before is on <paramref name="node"/>'s disk.</summary>
+    private static async Task AssertNoLostWritesAsync(LabCluster c, TestService writer, string node)
+    {
+        await c.WithinAsync(writer.WaitForNodeAsync(node, Ct), $"the test service writes through {node}", Ct);
+        var (acknowledged, missing) = await c.LostWritesAsync(writer, node, Ct);
+        TestContext.Current.TestOutputHelper?.WriteLine($"test service: {acknowledged} acknowledged writes, {missing} missing on {node}, longest gap {writer.LongestGap.TotalMilliseconds:0} ms");
+        Assert.True(missing == 0, $"{missing} of {acknowledged} acknowledged writes are not on {node}\n{c.Report()}");
+    }
+
+    /// <summary>Starts the test service writing through a's DRBD and waits for its first acknowledged writes.</summary>
+    private static async Task<TestService> StartWriterAsync(LabCluster c)
+    {
+        var writer = c.StartWriter();
+        await c.WithinAsync(writer.WaitForAcknowledgedAsync(10, Ct), "the test service's first writes through a", Ct);
+        return writer;
+    }
+
     private static async Task AssertPrimaryWithLeaseAsync(LabCluster c, string node, string because)
     {
         var status = await c.AgentClient(node).GetStatusAsync(new GetStatusRequest(), cancellationToken: Ct);
@@ -68,9 +90,9 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
             $"{because}: {node} is {r.Drbd.Role} with lease {r.Lease.State} (grantor '{r.Lease.LastGrantor}')\n{c.Report()}");
     }
 
-    private static async Task AssertNoFailoverAsync(LabCluster c, ulong generation, string window)
+    private static async Task AssertNoFailoverAsync(LabCluster c, ulong generation, string window, int leases = 5)
     {
-        var failover = await c.Events.NoneWithinAsync(e => e.Kind == "FailoverStarted", TenLeases(c), Ct);
+        var failover = await c.Events.NoneWithinAsync(e => e.Kind == "FailoverStarted", Leases(c, leases), Ct);
         Assert.True(failover is null, $"{window}: unexpected {failover?.Kind} #{failover?.Sequence}: {failover?.Message}\n{c.Report()}");
         var resource = await c.ResourceAsync(Ct);
         Assert.Equal("a", resource.PrimaryNode);
@@ -84,6 +106,7 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         var g = (await c.ResourceAsync(Ct)).Generation;
         var probe = c.StartClientProbe();
         await c.WithinAsync(probe.WaitForLineAsync("ok a ", TimeSpan.FromSeconds(60), Ct), "the client in C answered by a through the failover IP", Ct);
+        var writer = await StartWriterAsync(c);
         var from = c.Events.Count;
 
         var killedAt = TimeProvider.System.GetUtcNow();
@@ -104,6 +127,7 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         Assert.Equal(NetnsLab.Address("b"), await c.RouteViaAsync("w", Ct));
         Assert.True(await c.HasAliasAsync("b", Ct), "b has no failover IP alias");
         await AssertPrimaryWithLeaseAsync(c, "b", "after the failover");
+        await AssertNoLostWritesAsync(c, writer, "b");
         AssertInvariants(c);
     }
 
@@ -112,6 +136,7 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
     {
         var c = await StartAsync();
         var g = (await c.ResourceAsync(Ct)).Generation;
+        var writer = await StartWriterAsync(c);
         var from = c.Events.Count;
 
         await c.HostLinksDownAsync("a", Ct);
@@ -129,6 +154,7 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         Assert.True(a.Drbd.Role != DrbdRole.Primary, $"a is still {a.Drbd.Role} (lease {a.Lease.State}) after losing its lease\n{c.Report()}");
         Assert.False(await c.HasAliasAsync("a", Ct), "a kept the failover IP alias after self-fencing");
         await AssertPrimaryWithLeaseAsync(c, "b", "after a came back");
+        await AssertNoLostWritesAsync(c, writer, "b");
         AssertInvariants(c);
     }
 
@@ -144,7 +170,7 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         var status = await c.Coordinator.GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: Ct);
         Assert.Equal(Reachability.Unreachable, status.Nodes.Single(n => n.Node == "a").Reachability);
         Assert.Equal(Reachability.Reachable, status.Nodes.Single(n => n.Node == "b").Reachability);
-        await AssertNoFailoverAsync(c, g, "witness↔primary cut (b still sees a)");
+        await AssertNoFailoverAsync(c, g, "witness↔primary cut (b still sees a)", leases: 10);
         await AssertPrimaryWithLeaseAsync(c, "a", "the peer grants the lease while the witness is cut off");
 
         from = c.Events.Count;
@@ -174,9 +200,9 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         var g = (await c.ResourceAsync(Ct)).Generation;
 
         c.CurrentCoordinator.Kill();
-        // The service must go on without the witness: sample a's lease every lease period for ten of them.
+        // The service must go on without the witness: sample a's lease every lease period for five of them.
         using var timer = new PeriodicTimer(c.Timings.Lease, TimeProvider.System);
-        for (var i = 0; i < 10; i++)
+        for (var i = 0; i < 5; i++)
         {
             await timer.WaitForNextTickAsync(Ct);
             await AssertPrimaryWithLeaseAsync(c, "a", $"witness down, lease period {i + 1}");
@@ -207,21 +233,33 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         AssertInvariants(c);
     }
 
-    [Fact]
-    public async Task LossTenPercentOnAllLinksForAMinute_NoSuspicionNoFailover()
+    /// <summary>
+    /// Random loss on every link (each namespace drops that share of what it receives) for half a minute:
+    /// at 10 % not even a suspicion; at 30 % a node may be suspected for a moment, but nothing is
+    /// decided. The minutes-long soaks at both rates are the benchmark's (bench/), not CI's.
+    /// </summary>
+    [Theory]
+    [InlineData(10)]
+    [InlineData(30)]
+    public async Task LossOnAllLinksForHalfAMinute_NoFailover(int percent)
     {
         var c = await StartAsync();
         var g = (await c.ResourceAsync(Ct)).Generation;
-        foreach (var h in new[] { "a", "b", "w", "c" })
+        var writer = await StartWriterAsync(c);
+        foreach (var h in NetnsLab.Hosts)
         {
-            await c.Lab.LossAsync(h, 10, Ct);
+            await c.Lab.LossAsync(h, percent, Ct);
         }
 
-        var bad = await c.Events.NoneWithinAsync(e => e.Kind is "FailoverStarted" or "NodeUnreachable" or "Halted" or "SplitBrain", TimeSpan.FromSeconds(60), Ct);
-        Assert.True(bad is null, $"under 10 % loss: {bad?.Kind} {bad?.Node} #{bad?.Sequence}: {bad?.Message}\n{c.Report()}");
+        var bad = await c.Events.NoneWithinAsync(
+            e => e.Kind is "FailoverStarted" or "Halted" or "SplitBrain" or "PromoteFailed" || (percent <= 10 && e.Kind == "NodeUnreachable"),
+            TimeSpan.FromSeconds(30), Ct);
+        Assert.True(bad is null, $"under {percent} % loss: {bad?.Kind} {bad?.Node} #{bad?.Sequence}: {bad?.Message}\n{c.Report()}");
         await c.Lab.HealAllAsync(Ct);
         var resource = await c.ResourceAsync(Ct);
         Assert.Equal(("a", g), (resource.PrimaryNode, resource.Generation));
+        await AssertPrimaryWithLeaseAsync(c, "a", $"after {percent} % loss");
+        await AssertNoLostWritesAsync(c, writer, "a");
         AssertInvariants(c);
     }
 
@@ -255,8 +293,9 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
         var outcome = await c.WithinAsync(c.Events.WaitForAsync(IsFailoverOutcome, from, Ct), "failover before the replay", Ct);
         Assert.True(outcome.Kind == "FailoverCompleted", $"{outcome.Kind}: {outcome.Message}\n{c.Report()}");
 
-        // A command from the coordinator's decision at generation g arrives late at the new primary.
-        var agent = c.AgentClient("b");
+        // A command from the coordinator's decision at generation g arrives late at the new primary
+        // (with the coordinator's certificate: anyone else is refused before the generation is looked at).
+        var agent = c.AgentClient("b", "coordinator");
         var demote = await Assert.ThrowsAsync<RpcException>(async () =>
             await agent.DemoteAsync(new DemoteRequest { Resource = "db", Generation = g, Reason = "replayed", Reconnect = true }, cancellationToken: Ct));
         Assert.Equal(StatusCode.FailedPrecondition, demote.StatusCode);
@@ -267,6 +306,273 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
 
         await AssertPrimaryWithLeaseAsync(c, "b", "after the refused replay");
         Assert.True(await c.HasAliasAsync("b", Ct), "the replayed demote removed b's failover IP alias");
+        AssertInvariants(c);
+    }
+
+    [Fact]
+    public async Task CandidateOutdatedByDrbdFencing_PrimaryDies_NoAutomaticFailover_FailoverBlockedEventSaysWhy()
+    {
+        var c = await StartAsync();
+        var g = (await c.ResourceAsync(Ct)).Generation;
+        var from = c.Events.Count;
+
+        // The replication link breaks: a's DRBD calls its fence-peer handler, which has the coordinator record b outdated.
+        await c.Lab.PartitionAsync("a", "b", Ct);
+        var outdated = await c.WithinAsync(c.Events.WaitForAsync(e => e.Kind == "PeerOutdated", from, Ct), "PeerOutdated b after the replication link broke", Ct);
+        Assert.Contains("b recorded outdated", outdated.Message, StringComparison.Ordinal);
+
+        from = c.Events.Count;
+        c.CrashNode("a");
+        var blocked = await c.WithinAsync(c.Events.WaitForAsync(e => e.Kind is "FailoverBlocked" or "FailoverStarted", from, Ct), "FailoverBlocked after a died with b outdated", Ct);
+        Assert.True(blocked.Kind == "FailoverBlocked", $"{blocked.Kind}: {blocked.Message}\n{c.Report()}");
+        Assert.Contains("no node may take over", blocked.Message, StringComparison.Ordinal);
+        Assert.Contains("b: ", blocked.Message, StringComparison.Ordinal);
+        Assert.Contains("outdated", blocked.Message, StringComparison.OrdinalIgnoreCase);
+        await AssertNoFailoverAsync(c, g, "a dead, b outdated");
+        var b = (await c.AgentClient("b").GetStatusAsync(new GetStatusRequest(), cancellationToken: Ct)).Resources.Single();
+        Assert.True(b.Drbd.Role != DrbdRole.Primary, $"b was promoted while outdated\n{c.Report()}");
+        AssertInvariants(c);
+    }
+
+    [Fact]
+    public async Task Ovh429AndSlowAndDroppedAnswersDuringTheMove_StateReadBeforeAnyRetry_OneMove_FailoverCompletes()
+    {
+        var c = await StartAsync();
+        var g = (await c.ResourceAsync(Ct)).Generation;
+        var before = (await c.OvhRequestsAsync(Ct)).Count;
+        // every answer 800 ms late, the next connection dropped, the next two requests rate-limited
+        await c.SetOvhFaultsAsync("""{"delayMs":800,"dropConnections":1,"http429":2}""", Ct);
+        var from = c.Events.Count;
+
+        c.CrashNode("a");
+        var outcome = await c.WithinAsync(c.Events.WaitForAsync(IsFailoverOutcome, from, Ct), "failover outcome with OVH slow, dropping and rate-limiting", Ct);
+        Assert.True(outcome.Kind == "FailoverCompleted", $"{outcome.Kind}: {outcome.Message}\n{c.Report()}");
+        Assert.Equal(("b", g + 1), (outcome.Node, outcome.Generation));
+        Assert.Contains(c.Events.Since(from, _ => true), e => e.Kind == "OvhCall" && e.Message.Contains("429", StringComparison.Ordinal));
+
+        // never a second POST blindly: between two POSTs the coordinator read the route or the pending tasks
+        var requests = (await c.OvhRequestsAsync(Ct)).Skip(before).ToList();
+        var posts = requests.Select((r, i) => (r, i)).Where(x => x.r.StartsWith("POST ", StringComparison.Ordinal)).Select(x => x.i).ToList();
+        Assert.True(posts.Count >= 1, $"no POST reached OVH: {string.Join("; ", requests)}");
+        foreach (var (previous, next) in posts.Zip(posts.Skip(1)))
+        {
+            Assert.True(requests.Skip(previous + 1).Take(next - previous - 1).Any(r => r.StartsWith("GET /1.0/ip/", StringComparison.Ordinal)),
+                $"POST #{next} followed POST #{previous} without reading OVH's state: {string.Join("; ", requests)}");
+        }
+
+        Assert.Single(await File.ReadAllLinesAsync(Path.Combine(c.Directory, "moves.log"), Ct));
+        Assert.Equal(NetnsLab.Address("b"), await c.RouteViaAsync("c", Ct));
+        AssertInvariants(c);
+    }
+
+    [Fact]
+    public async Task OvhTaskStuck_MoveReportedFailedAfterTheTimeout_NeverDone_IpNotMoved()
+    {
+        Assert.SkipWhen(NetnsLab.WhyNot() is not null, NetnsLab.WhyNot() ?? "");
+        var c = _cluster = await LabCluster.StartAsync(OvhTaskSeconds, Ct, o => o.Cluster.Timings.OvhTimeout = TimeSpan.FromSeconds(6));
+        var g = (await c.ResourceAsync(Ct)).Generation;
+        await c.SetOvhFaultsAsync("""{"stuckTasks":true}""", Ct);
+        var from = c.Events.Count;
+
+        c.CrashNode("a");
+        var outcome = await c.WithinAsync(c.Events.WaitForAsync(IsFailoverOutcome, from, Ct), "failover outcome with the OVH task stuck", Ct);
+        Assert.True(outcome.Kind == "OvhMoveFailed", $"{outcome.Kind}: {outcome.Message}\n{c.Report()}");
+        Assert.Contains("not routed to", outcome.Message, StringComparison.Ordinal);
+        Assert.Contains(c.Events.Since(from, _ => true), e => e.Kind == "Promoted" && e.Node == "b" && e.Generation == g + 1);
+        Assert.DoesNotContain(c.Events.Since(from, _ => true), e => e.Kind is "FailoverCompleted" or "IpVerified");
+        Assert.Contains($"\"{LabCluster.FailoverIp}\":\"{LabCluster.ServiceName("a")}\"", await c.OvhStateAsync(Ct), StringComparison.Ordinal);
+        Assert.Equal(NetnsLab.Address("a"), await c.RouteViaAsync("c", Ct));
+        Assert.Single(await c.OvhRequestsAsync(Ct), r => r.StartsWith("POST ", StringComparison.Ordinal));
+        AssertInvariants(c);
+    }
+
+    [Fact]
+    public async Task WitnessKilledInTheMiddleOfAFailover_Restarted_FailoverResumes_OnePrimary_OneMove()
+    {
+        var c = await StartAsync();
+        var g = (await c.ResourceAsync(Ct)).Generation;
+        var writer = await StartWriterAsync(c);
+        await c.SetOvhFaultsAsync("""{"delayMs":1500}""", Ct);   // a slow OVH keeps the move in flight long enough
+        var from = c.Events.Count;
+
+        c.CrashNode("a");
+        await c.WithinAsync(c.Events.WaitForAsync(e => e.Kind == "OvhMoveRequested", from, Ct), "the coordinator asked OVH to move the IP", Ct);
+        c.CurrentCoordinator.Kill();
+        await c.SetOvhFaultsAsync("{}", Ct);
+        var restartFrom = c.Events.Count;
+        await c.StartCoordinatorAsync(Ct);
+
+        // The restarted coordinator resumes the failover from its store (FailoverResumed) and brings it to an
+        // outcome. Meanwhile b, with neither grantor (a dead, the witness down), may have let its lease run
+        // out and fenced itself: the resumed operation promotes it again at the same generation.
+        var resumed = await c.WithinAsync(c.Events.WaitForAsync(e => e.Kind is "FailoverResumed" or "FailoverAbandoned", restartFrom, Ct), "the restarted coordinator picks the failover up", Ct);
+        TestContext.Current.TestOutputHelper?.WriteLine($"{resumed.Kind}: {resumed.Message}");
+        var done = await c.WithinAsync(c.Events.WaitForAsync(e => e.Kind.StartsWith("Failover", StringComparison.Ordinal) && e.Attributes.GetValueOrDefault("terminal") == "true", restartFrom, Ct), "the resumed failover's outcome", Ct);
+        TestContext.Current.TestOutputHelper?.WriteLine($"{done.Kind}: {done.Message}");
+        Assert.True(done.Kind is "FailoverCompleted" or "FailoverRoutedUnverified" or "FailoverAbandoned", $"{done.Kind}: {done.Message}\n{c.Report()}");
+        await c.WithinAsync(writer.WaitForNodeAsync("b", Ct), "the test service writes through b again", Ct);
+        var resource = await c.ResourceAsync(Ct);
+        Assert.Equal("b", resource.PrimaryNode);
+        Assert.True(resource.Generation >= g + 1, $"generation {resource.Generation} after the restart");
+        Assert.Single(await File.ReadAllLinesAsync(Path.Combine(c.Directory, "moves.log"), Ct));
+        Assert.Equal(NetnsLab.Address("b"), await c.RouteViaAsync("c", Ct));
+        await AssertPrimaryWithLeaseAsync(c, "b", "after the coordinator restart");
+        await AssertNoLostWritesAsync(c, writer, "b");
+        Assert.Empty(c.Invariants.Violations);
+        var events = InvariantMonitor.EventViolations(c.Events.All, c.DecidedFailovers, allowInFlight: true);
+        Assert.True(events.Count == 0, string.Join('\n', events));
+    }
+
+    [Fact]
+    public async Task SplitBrainAfterDualIsolation_DetectedAndReported_StopAndAlertPolicy_NewPrimaryKeepsItsWrites()
+    {
+        var c = await StartAsync();
+        var g = (await c.ResourceAsync(Ct)).Generation;
+        var writer = await StartWriterAsync(c);
+        var from = c.Events.Count;
+
+        // a is cut off from everyone: it fences itself and b takes over, writing on.
+        await c.Lab.IsolateAsync("a", Ct);
+        var outcome = await c.WithinAsync(c.Events.WaitForAsync(IsFailoverOutcome, from, Ct), "failover after a was isolated", Ct);
+        Assert.True(outcome.Kind == "FailoverCompleted", $"{outcome.Kind}: {outcome.Message}\n{c.Report()}");
+        await c.WithinAsync(c.Agent("a").WaitForLineAsync("Self-fenced db", TimeSpan.FromSeconds(60), Ct), "a self-fences", Ct);
+        await c.WithinAsync(writer.WaitForNodeAsync("b", Ct), "the test service writes through b", Ct);
+
+        // On isolated a, someone who believes a is alone forces it Primary (DRBD starts a new data generation,
+        // as b did when it was promoted) and steps back: the two sides' histories have diverged.
+        var a = c.Drbd("a");
+        foreach (var step in new[] { new[] { "drbdadm", "primary", "--force", SimHost.Resource }, ["drbdadm", "secondary", SimHost.Resource] })
+        {
+            var r = await a.RunAsync(Ct, step);
+            Assert.True(r.ExitCode == 0, $"on isolated a: {string.Join(' ', step)} exited {r.ExitCode}: {r.Stderr.Trim()} {r.Stdout.Trim()}\n{c.Report()}");
+        }
+
+        from = c.Events.Count;
+        await c.Lab.HealAllAsync(Ct);
+        var alert = await c.WithinAsync(c.Events.WaitForAsync(e => e.Kind == "SplitBrain", from, Ct), "SplitBrain reported after the links came back", Ct);
+        Assert.Equal("a", alert.Node);
+        Assert.Contains("drbdadm connect --discard-my-data r0", alert.Message, StringComparison.Ordinal);
+        // policy StopAndAlert: a stays StandAlone, nothing automatic happens to it, b stays the primary
+        var acted = await c.Events.NoneWithinAsync(e => e.Kind is "FailoverStarted" or "Rejoined" or "Demote", Leases(c, 3), Ct);
+        Assert.True(acted is null, $"after the split-brain alert: {acted?.Kind} {acted?.Message}\n{c.Report()}");
+        Assert.Contains("cs:StandAlone", await File.ReadAllTextAsync(a.ProcDrbd, Ct), StringComparison.Ordinal);
+        var resource = await c.ResourceAsync(Ct);
+        Assert.Equal(("b", g + 1), (resource.PrimaryNode, resource.Generation));
+        await AssertPrimaryWithLeaseAsync(c, "b", "after the split-brain");
+        await AssertNoLostWritesAsync(c, writer, "b");
+        AssertInvariants(c);
+    }
+
+    [Fact]
+    public async Task MutualTls_DeniedPathsOverTheLabNetwork_PermissionDeniedAndAudited_DaemonsKeepServing()
+    {
+        var c = await StartAsync();
+        var g = (await c.ResourceAsync(Ct)).Generation;
+        var from = c.Events.Count;
+
+        // a viewer may read, not switch over; the coordinator audits the denial
+        var viewer = c.CoordinatorAs("viewer");
+        Assert.Equal(2, (await viewer.GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: Ct)).Nodes.Count);
+        var switchover = await Assert.ThrowsAsync<RpcException>(() => viewer.SwitchoverAsync(new SwitchoverRequest { Resource = "db", Generation = g, TargetNode = "b", Reason = "lab" }, cancellationToken: Ct).ResponseAsync);
+        Assert.Equal(StatusCode.PermissionDenied, switchover.StatusCode);
+        Assert.Contains("only an operator", switchover.Status.Detail, StringComparison.Ordinal);
+        await c.WithinAsync(c.Events.WaitForAsync(e => e.Kind == "AccessDenied" && e.Message.Contains("Switchover", StringComparison.Ordinal) && e.Message.Contains("viewer", StringComparison.Ordinal), from, Ct), "AccessDenied event for the viewer's Switchover", Ct);
+
+        // agent a's certificate reporting as b on the Connect stream
+        using (var connect = c.CoordinatorAs("agent-a").Connect(cancellationToken: Ct))
+        {
+            await connect.RequestStream.WriteAsync(new AgentMessage { Hello = new AgentHello { Node = "b", AgentVersion = "lab" } }, Ct);
+            var impersonation = await Assert.ThrowsAsync<RpcException>(async () =>
+            {
+                while (await connect.ResponseStream.MoveNext(Ct))
+                {
+                }
+            });
+            Assert.Equal(StatusCode.PermissionDenied, impersonation.StatusCode);
+            Assert.Contains("own node", impersonation.Status.Detail, StringComparison.Ordinal);
+        }
+
+        await c.WithinAsync(c.Events.WaitForAsync(e => e.Kind == "AccessDenied" && e.Message.Contains("Connect", StringComparison.Ordinal) && e.Message.Contains("agent/a", StringComparison.Ordinal), from, Ct), "AccessDenied event for agent a speaking as b", Ct);
+
+        // agent a's certificate calling Promote on agent b: only the coordinator may (the agent logs the denial)
+        var promote = await Assert.ThrowsAsync<RpcException>(() => c.AgentClient("b", "agent-a").PromoteAsync(new PromoteRequest { Resource = "db", Generation = g + 1, Reason = "lab", OperationId = "lab-1" }, cancellationToken: Ct).ResponseAsync);
+        Assert.Equal(StatusCode.PermissionDenied, promote.StatusCode);
+        Assert.Contains("only the coordinator", promote.Status.Detail, StringComparison.Ordinal);
+        await c.WithinAsync(c.Agent("b").WaitForLineAsync("access denied: /hamesh.v1.AgentService/Promote", TimeSpan.FromSeconds(30), Ct), "agent b logs the denied Promote", Ct);
+
+        // no client certificate at all: the handshake is refused by both daemons
+        foreach (var address in new[] { LabCluster.CoordinatorAddress, LabCluster.AgentAddress("a") })
+        {
+            var bare = await Assert.ThrowsAsync<RpcException>(() => new AgentService.AgentServiceClient(c.ChannelWithoutCertificate(address)).PingAsync(new PingRequest { Nonce = "x" }, cancellationToken: Ct).ResponseAsync);
+            Assert.True(bare.StatusCode is StatusCode.Unavailable or StatusCode.Internal, $"{address} without a client certificate: {bare.StatusCode} {bare.Status.Detail}");
+        }
+
+        // the daemons keep serving: nothing moved, both nodes reachable, a primary with its lease
+        await AssertDaemonsUnaffectedAsync(c, g);
+    }
+
+    [Fact]
+    public async Task MalformedAndUnauthenticatedCalls_Rejected_DaemonsUnaffected()
+    {
+        var c = await StartAsync();
+        var g = (await c.ResourceAsync(Ct)).Generation;
+
+        // garbage on the TCP ports (no TLS handshake at all): the daemons close the connection
+        var garbage = new byte[64 * 1024];
+        new Random(7).NextBytes(garbage);
+        foreach (var (host, port) in new[] { ("w", LabCluster.CoordinatorPort), ("a", LabCluster.AgentPort), ("b", LabCluster.AgentPort) })
+        {
+            using var tcp = new TcpClient();
+            await tcp.ConnectAsync(NetnsLab.Address(host), port, Ct);
+            var stream = tcp.GetStream();
+            try
+            {
+                await stream.WriteAsync(garbage, Ct);
+                var buffer = new byte[4096];
+                while (await stream.ReadAsync(buffer, Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(30), Ct) > 0)
+                {
+                }
+            }
+            catch (IOException)
+            {
+                // reset by the peer: rejected too
+            }
+        }
+
+        // plain-text HTTP/2 to a TLS port
+        using (var plain = Grpc.Net.Client.GrpcChannel.ForAddress($"http://{NetnsLab.Address("w")}:{LabCluster.CoordinatorPort}"))
+        {
+            var ex = await Assert.ThrowsAsync<RpcException>(() => new CoordinatorService.CoordinatorServiceClient(plain).GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: Ct).ResponseAsync);
+            Assert.NotEqual(StatusCode.OK, ex.StatusCode);
+        }
+
+        // authenticated but malformed: invalid arguments are named, an oversized message is refused
+        var agent = c.AgentClient("b", "coordinator");
+        var invalid = await Assert.ThrowsAsync<RpcException>(() => agent.PromoteAsync(new PromoteRequest { Resource = "", Generation = g + 1, Reason = "lab" }, cancellationToken: Ct).ResponseAsync);
+        Assert.Equal(StatusCode.InvalidArgument, invalid.StatusCode);
+        Assert.Contains("resource", invalid.Status.Detail, StringComparison.OrdinalIgnoreCase);
+        var operatorClient = c.Coordinator;
+        var badSwitchover = await Assert.ThrowsAsync<RpcException>(() => operatorClient.SwitchoverAsync(new SwitchoverRequest { Resource = "db", Generation = g, TargetNode = "no such node!", Reason = "lab" }, cancellationToken: Ct).ResponseAsync);
+        Assert.Equal(StatusCode.InvalidArgument, badSwitchover.StatusCode);
+        // (from a channel without the client-side send limit, so the daemon's own limit is what refuses it; wrong generation in case it did not)
+        var unlimited = new CoordinatorService.CoordinatorServiceClient(c.Channel(LabCluster.CoordinatorAddress, "operator", sendLimit: false));
+        var huge = await Assert.ThrowsAsync<RpcException>(() => unlimited.SwitchoverAsync(new SwitchoverRequest { Resource = "db", Generation = g + 5, TargetNode = "b", Reason = new string('x', 5 * 1024 * 1024) }, cancellationToken: Ct).ResponseAsync);
+        Assert.Equal(StatusCode.ResourceExhausted, huge.StatusCode);
+
+        await AssertDaemonsUnaffectedAsync(c, g);
+    }
+
+    /// <summary>After the refused calls: no daemon exited, both nodes reachable, a still Primary with its lease at the same generation, no failover.</summary>
+    private static async Task AssertDaemonsUnaffectedAsync(LabCluster c, ulong g)
+    {
+        Assert.False(c.CurrentCoordinator.HasExited || c.Agent("a").HasExited || c.Agent("b").HasExited, c.Report());
+        var status = await c.Coordinator.GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: Ct);
+        Assert.All(status.Nodes, n => Assert.Equal(Reachability.Reachable, n.Reachability));
+        Assert.DoesNotContain(c.Events.All, e => e.Kind is "FailoverStarted" or "NodeUnreachable");
+        var resource = await c.ResourceAsync(Ct);
+        Assert.Equal(("a", g), (resource.PrimaryNode, resource.Generation));
+        await AssertPrimaryWithLeaseAsync(c, "a", "after the refused calls");
+        Assert.Equal("b", (await c.AgentClient("b").PingAsync(new PingRequest { Nonce = "still-serving" }, cancellationToken: Ct)).Node);
         AssertInvariants(c);
     }
 

@@ -33,6 +33,7 @@ public sealed partial class DecisionLoop(
     private readonly ConcurrentDictionary<string, (int Failures, long Until)> _backoff = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _lastHold = new(StringComparer.Ordinal);
     private readonly Lock _tick = new();
+    private readonly HashSet<string> _blocked = new(StringComparer.Ordinal);
 
     /// <summary>Decisions made so far (tests and metrics).</summary>
     public int Decisions => _decisions;
@@ -97,6 +98,17 @@ public sealed partial class DecisionLoop(
                 {
                     _lastHold[hold.Resource] = hold.Reason;
                     Log.Holding(logger, hold.Resource, hold.Reason);
+                }
+
+                // The hold an operator must hear of (every decision has its event): the primary is gone and no node
+                // may take over. Once per outage (the silence in the reason grows every round).
+                if (!hold.FailoverBlocked)
+                {
+                    _blocked.Remove(hold.Resource);
+                }
+                else if (_blocked.Add(hold.Resource))
+                {
+                    _ = store.AppendAsync(new EventRecord("FailoverBlocked", hold.Reason, hold.Resource, "", Severity: EventSeverity.Critical), CancellationToken.None).AsTask();
                 }
 
                 continue;

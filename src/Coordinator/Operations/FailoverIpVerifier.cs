@@ -34,10 +34,10 @@ public sealed class FailoverIpVerifier(IAgentCommands agents, IOptions<HaMeshOpt
             return new VerifyResult(VerifyOutcome.WrongAnswer, $"'{failoverIp}' is not an IP");
         }
 
+        // The agent's port and scheme: with mutual TLS the check speaks TLS too (the agent's certificate must name the failover IP).
         var agent = new Uri(_options.FindNode(expectedNode)?.AgentAddress ?? "http://127.0.0.1:7700");
-        var port = agent.Port;
         var host = cidr.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{cidr.Host}]" : cidr.Host;
-        var address = $"{agent.Scheme}://{host}:{port}";   // https with mutual TLS: the agent's certificate must name the failover IP
+        var address = $"{agent.Scheme}://{host}:{agent.Port}";
         var nonce = Guid.NewGuid().ToString("N");
         try
         {

@@ -20,6 +20,7 @@ public sealed class CoordinatorCore
     private readonly Dictionary<string, MonoTime> _lastFailover = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Running> _running = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _lastHold = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _blocked = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _lastAlert = new(StringComparer.Ordinal);
     private readonly Dictionary<(string Resource, string Node), MonoTime> _demoteSentAt = [];
     private readonly Dictionary<string, LeasePromise> _grantPromise = new(StringComparer.Ordinal);
@@ -535,6 +536,17 @@ public sealed class CoordinatorCore
                 if (!_lastHold.TryGetValue(h.Resource, out var previous) || previous != h.Reason)
                 {
                     _lastHold[h.Resource] = h.Reason;
+                }
+
+                // The one hold an operator must hear of (every decision has its event): the primary is gone and
+                // nobody may take over. Once per outage; the silence in the reason grows every heartbeat.
+                if (!h.FailoverBlocked)
+                {
+                    _blocked.Remove(h.Resource);
+                }
+                else if (_blocked.Add(h.Resource))
+                {
+                    Event(fx, "FailoverBlocked", h.Resource, h.Reason, ++_ids);
                 }
 
                 return;

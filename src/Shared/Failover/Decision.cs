@@ -4,7 +4,8 @@ namespace HaMesh.Shared.Failover;
 public abstract record Decision(string Resource, string Reason)
 {
     /// <summary>Nothing to do; the reason is logged (the audit trail for "why did it not fail over").</summary>
-    public sealed record Hold(string Resource, string Reason) : Decision(Resource, Reason);
+    /// <summary>Nothing to do now, and why. <c>FailoverBlocked</c>: the primary is gone but no node may take over (outdated, not UpToDate, StandAlone...), an operator must act.</summary>
+    public sealed record Hold(string Resource, string Reason, bool FailoverBlocked = false) : Decision(Resource, Reason);
 
     /// <summary>Record the node that is already Primary as the resource's primary at generation 1 (a cluster's first start).</summary>
     public sealed record Adopt(string Resource, string Node, string Reason) : Decision(Resource, Reason);

@@ -255,7 +255,7 @@ public static class FailoverPolicy
 
         if (eligible.Count == 0)
         {
-            return new Decision.Hold(r.Resource, $"primary {r.Primary} {gone} and {votes} of {voters} voters agree, but no node may take over ({string.Join("; ", reasons)})");
+            return new Decision.Hold(r.Resource, $"primary {r.Primary} {gone} and {votes} of {voters} voters agree, but no node may take over ({string.Join("; ", reasons)})", FailoverBlocked: true);
         }
 
         var chosen = eligible

@@ -1398,9 +1398,13 @@ public sealed class SimResource : IAsyncDisposable
                 using var p = new Process { StartInfo = psi };
                 p.Start();
                 _ = p.StandardOutput.ReadToEndAsync(ct);
-                _ = p.StandardError.ReadToEndAsync(ct);
+                var stderr = p.StandardError.ReadToEndAsync(ct);
                 await p.WaitForExitAsync(ct);
                 exit = p.ExitCode;
+                if ((await stderr).Trim() is { Length: > 0 } said)
+                {
+                    Log("fence-peer handler: " + said.ReplaceLineEndings(" | "));   // what the handler said, like DRBD's kernel log
+                }
             }
         }
         catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)

@@ -5,6 +5,7 @@ using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Grpc;
 using HaMesh.Shared.Security;
 using HaMesh.Testing;
+using HaMesh.Testing.Lab;
 using HaMesh.Testing.Processes;
 
 namespace HaMesh.Lab;

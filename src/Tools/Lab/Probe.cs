@@ -2,17 +2,19 @@ using System.Globalization;
 using Grpc.Core;
 using Grpc.Net.Client;
 using HaMesh.Protocol.V1;
+using HaMesh.Shared.Security;
 
 namespace HaMesh.Lab;
 
 /// <summary>
 /// The client in namespace C: AgentService.Ping through the failover IP every 20 ms (250 ms deadline,
 /// a fresh connection after any failure). Prints a line when the answer changes:
-/// "ok NODE UNIXMS" (answered by NODE) or "fail UNIXMS REASON".
+/// "ok NODE UNIXMS" (answered by NODE) or "fail UNIXMS REASON". With <c>tls</c> (a cluster certificate,
+/// e.g. a viewer's) it speaks mutual TLS to the agent, as any client of a TLS cluster must.
 /// </summary>
 public static class Probe
 {
-    public static async Task<int> RunAsync(string target, CancellationToken ct)
+    public static async Task<int> RunAsync(string target, ClusterTls? tls, CancellationToken ct)
     {
         var time = TimeProvider.System;
         string? last = null;
@@ -20,11 +22,17 @@ public static class Probe
         Console.Out.Flush();
         while (!ct.IsCancellationRequested)
         {
-            channel ??= GrpcChannel.ForAddress($"http://{target}", new GrpcChannelOptions
+            if (channel is null)
             {
-                HttpHandler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromMilliseconds(200) },
-                DisposeHttpClient = true,
-            });
+                var handler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromMilliseconds(200) };
+                if (tls is not null)
+                {
+                    handler.SslOptions = tls.ClientOptions();
+                }
+
+                channel = GrpcChannel.ForAddress($"{(tls is null ? "http" : "https")}://{target}", new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
+            }
+
             string now;
             try
             {

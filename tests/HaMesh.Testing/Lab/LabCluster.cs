@@ -4,14 +4,18 @@ using Grpc.Net.Client;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Grpc;
+using HaMesh.Shared.Security;
 using HaMesh.Testing.Processes;
 
 namespace HaMesh.Testing.Lab;
 
 /// <summary>
 /// A whole HaMesh cluster as real processes in the network-namespace lab: the fake OVH API and the
-/// coordinator in W, agents in A and B (DRBD, mount and systemctl through the stateful stand-ins; the
-/// failover IP alias added for real with /usr/sbin/ip in the node's namespace), the failover IP
+/// coordinator in W; in A and B an agent and a DRBD simulator daemon (<see cref="SimHost"/>: drbdadm,
+/// drbdsetup, mount and umount stand-ins talking to it, the real fence-peer handler wired) whose
+/// replication link runs between the namespaces over the lab's links, so nftables cuts and link-downs
+/// disconnect DRBD for real; the failover IP alias added for real with /usr/sbin/ip in the node's
+/// namespace. The failover IP
 /// routed in W and C to A at start and re-routed by the fake OVH's move-complete hook. An
 /// <see cref="EventRecorder"/> follows the coordinator's event stream (across coordinator restarts)
 /// and an <see cref="InvariantMonitor"/> samples the cluster status. Dispose removes everything.
@@ -22,15 +26,19 @@ public sealed class LabCluster : IAsyncDisposable
     public const int AgentPort = 7700;
     public const int CoordinatorPort = 7800;
     public const int OvhPort = 7900;
+
+    /// <summary>The DRBD simulator's replication port on each node's namespace address.</summary>
+    public const int DrbdPort = 7789;
     public static readonly string[] Nodes = ["a", "b"];
 
     private readonly List<DaemonProcess> _processes = [];
     private readonly List<DaemonProcess> _coordinators = [];
     private readonly Dictionary<string, DaemonProcess> _agents = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, DrbdStandIns> _drbd = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, SimHost> _drbd = new(StringComparer.Ordinal);
+    private readonly List<TestService> _writers = [];
     private readonly Dictionary<string, GrpcChannel> _agentChannels = new(StringComparer.Ordinal);
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(10) };
-    private GrpcChannel? _channel;
+    private readonly List<IDisposable> _disposables = [];
     private IReadOnlyDictionary<string, string> _agentEnvironment = new Dictionary<string, string>();
     private string _agentExecutable = "";
 
@@ -58,6 +66,62 @@ public sealed class LabCluster : IAsyncDisposable
 
     public TimingOptions Timings => Options.Cluster.Timings;
 
+    /// <summary>Every gRPC link in the lab runs mutual TLS: https:// everywhere.</summary>
+    private const string Scheme = "https";
+
+    /// <summary>The cluster CA and certificates (<see cref="LabCertificates"/>): ca, coordinator, agent-a, agent-b, operator, viewer.</summary>
+    public string Certificates { get; private init; } = "";
+
+    /// <summary>DRBD's fence-peer handler reaches its agent with the agent's own certificate (as in deploy/).</summary>
+    private string[] FencePeerTlsArgs(string node) =>
+        ["--cacert", LabCertificates.Certificate(Certificates, "ca"), "--cert", LabCertificates.Certificate(Certificates, "agent-" + node), "--key", LabCertificates.Key(Certificates, "agent-" + node)];
+
+    /// <summary>The TLS material of one identity (ca, coordinator, agent-a, agent-b, operator, viewer).</summary>
+    public ClusterTls Identity(string name)
+    {
+        var tls = ClusterTls.Load(LabCertificates.Certificate(Certificates, "ca"), LabCertificates.Certificate(Certificates, name), LabCertificates.Key(Certificates, name));
+        _disposables.Add(tls);
+        return tls;
+    }
+
+    /// <summary>A gRPC channel from the test process presenting <paramref name="identity"/>'s certificate (disposed with the cluster).</summary>
+    public GrpcChannel Channel(string address, string identity, bool sendLimit = true)
+    {
+        GrpcChannel channel;
+        if (sendLimit)
+        {
+            channel = GrpcChannels.Create(address, Timings, Identity(identity));
+        }
+        else
+        {
+            // what a hostile client does: no client-side cap on what it sends (the daemon's limit must hold)
+            var handler = new SocketsHttpHandler { ConnectTimeout = Timings.Lease, SslOptions = Identity(identity).ClientOptions() };
+            channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = handler, MaxSendMessageSize = null, DisposeHttpClient = true });
+        }
+
+        _disposables.Add(channel);
+        return channel;
+    }
+
+    /// <summary>A TLS channel that checks the server against the cluster CA but presents no client certificate.</summary>
+    public GrpcChannel ChannelWithoutCertificate(string address)
+    {
+        var ca = ClusterTls.LoadCertificate(LabCertificates.Certificate(Certificates, "ca"));
+        _disposables.Add(ca);
+        var handler = new SocketsHttpHandler { ConnectTimeout = Timings.Lease };
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, cert, _, _) => ClusterTls.IsTrusted(cert as System.Security.Cryptography.X509Certificates.X509Certificate2, ca);
+        var channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
+        _disposables.Add(channel);
+        return channel;
+    }
+
+    public static string CoordinatorAddress => $"{Scheme}://{NetnsLab.Address("w")}:{CoordinatorPort}";
+
+    public static string AgentAddress(string node) => $"{Scheme}://{NetnsLab.Address(node)}:{AgentPort}";
+
+    /// <summary>A CoordinatorService client with <paramref name="identity"/>'s certificate.</summary>
+    public CoordinatorService.CoordinatorServiceClient CoordinatorAs(string identity) => new(Channel(CoordinatorAddress, identity));
+
     public static string ServiceName(string node) => node == "a" ? "ns1.ip-1-2-3.eu" : "ns2.ip-1-2-3.eu";
 
     /// <summary>
@@ -66,18 +130,26 @@ public sealed class LabCluster : IAsyncDisposable
     /// </summary>
     public static async Task<LabCluster> StartAsync(double ovhTaskSeconds, CancellationToken ct, Action<HaMeshOptions>? configure = null, IReadOnlyDictionary<string, string>? agentEnvironment = null, string? agentExecutable = null)
     {
+        var certificates = await LabCertificates.EnsureAsync(ct);
         var lab = await NetnsLab.CreateAsync(ct);
         var dir = System.IO.Directory.CreateTempSubdirectory("hamesh-lab-").FullName;
-        var options = TestConfig.TwoNodes(coordinatorAddress: $"http://{NetnsLab.Address("w")}:{CoordinatorPort}");
+        var options = TestConfig.TwoNodes(coordinatorAddress: CoordinatorAddress);
+        options.Tls = new TlsOptions
+        {
+            Insecure = false,
+            CaFile = LabCertificates.Certificate(certificates, "ca"),
+            CertificateFile = LabCertificates.Certificate(certificates, "coordinator"),
+            KeyFile = LabCertificates.Key(certificates, "coordinator"),
+        };
         options.Cluster.Name = "lab";
         options.Cluster.Timings.OvhPollInterval = TimeSpan.FromMilliseconds(250);
-        options.Coordinator.Listen = $"http://0.0.0.0:{CoordinatorPort}";
+        options.Coordinator.Listen = $"{Scheme}://0.0.0.0:{CoordinatorPort}";
         options.Coordinator.StorePath = Path.Combine(dir, "coordinator.db");
         options.Coordinator.Ovh.Endpoint = $"http://127.0.0.1:{OvhPort}/1.0";
         options.Coordinator.Ovh.CredentialsFile = Path.Combine(dir, "ovh-credentials.json");
         foreach (var (n, i) in Nodes.Select((n, i) => (n, i)))
         {
-            options.Nodes[i].AgentAddress = $"http://{NetnsLab.Address(n)}:{AgentPort}";
+            options.Nodes[i].AgentAddress = AgentAddress(n);
             options.Nodes[i].ServiceName = ServiceName(n);
         }
 
@@ -85,9 +157,10 @@ public sealed class LabCluster : IAsyncDisposable
         options.Resources[0].Interface = "eth0";
         options.Agent.Node = "";
         options.Agent.DrbdVersion = "drbd84";
+        options.Resources[0].DrbdResource = SimHost.Resource;
         configure?.Invoke(options);
         var config = ClusterFiles.Write(dir, options);
-        var cluster = new LabCluster(lab, dir, options, config) { _agentEnvironment = agentEnvironment ?? new Dictionary<string, string>(), _agentExecutable = agentExecutable ?? DaemonProcess.Dll("src/Agent", "hamesh-agent") };
+        var cluster = new LabCluster(lab, dir, options, config) { _agentEnvironment = agentEnvironment ?? new Dictionary<string, string>(), _agentExecutable = agentExecutable ?? DaemonProcess.Dll("src/Agent", "hamesh-agent"), Certificates = certificates };
         try
         {
             await cluster.StartAllAsync(ovhTaskSeconds, ct);
@@ -117,21 +190,42 @@ public sealed class LabCluster : IAsyncDisposable
 
         var ovh = Track(DaemonProcess.StartIn(Lab.Ns("w"), "fake-ovh", DaemonProcess.Dll("src/Tools/FakeOvh", "hamesh-fake-ovh"),
             ["--urls", $"http://0.0.0.0:{OvhPort}", "--task-seconds", ovhTaskSeconds.ToString(CultureInfo.InvariantCulture), "--rate-limit", "100000", "--state", seed, "--on-move-complete", hook]));
-        foreach (var n in Nodes)
+        // DRBD: one simulator daemon per node namespace, replicating between 10.77.0.1 and 10.77.0.2,
+        // brought UpToDate/UpToDate, then a activated by hand (Primary, mounted, service running) as an
+        // operator would have before HaMesh ran.
+        var sims = Nodes.Select(n => SimHost.StartAsync(new SimHostOptions
         {
-            var s = new DrbdStandIns(n, n == "a" ? "b" : "a", Directory, primary: n == "a");
-            _drbd[n] = s;
+            Node = n,
+            Peer = Peer(n),
+            Root = Directory,
+            DrbdVersion = 84,
+            ListenAddress = NetnsLab.Address(n),
+            ListenPort = DrbdPort,
+            PeerAddress = NetnsLab.Address(Peer(n)),
+            PeerPort = DrbdPort,
+            FencePeerAgent = $"{Scheme}://127.0.0.1:{AgentPort}",
+            FencePeerArgs = FencePeerTlsArgs(n),
+            Netns = Lab.Ns(n),
+        }, ct)).ToList();
+        try
+        {
+            await Task.WhenAll(sims);
+        }
+        finally
+        {
+            foreach (var sim in sims.Where(t => t.IsCompletedSuccessfully))
+            {
+                _drbd[sim.Result.Node] = sim.Result;   // disposed with the cluster even when the other failed
+            }
         }
 
-        foreach (var s in _drbd.Values)
-        {
-            s.Refresh();
-        }
+        await SimHost.InitialSyncAsync(_drbd["a"], _drbd["b"], ct);
+        var resource = Options.Resources[0];
+        await _drbd["a"].ActivateByHandAsync(resource.Device, resource.MountPoint, resource.FsType, resource.Services, [], ct);
 
         await ovh.WaitForListeningAsync(ct);
         await StartCoordinatorAsync(ct);
-        _channel = GrpcChannels.Create($"http://{NetnsLab.Address("w")}:{CoordinatorPort}", Timings);
-        Coordinator = new CoordinatorService.CoordinatorServiceClient(_channel);
+        Coordinator = CoordinatorAs("operator");
         Events = new EventRecorder(Coordinator);
         foreach (var n in Nodes)
         {
@@ -191,13 +285,17 @@ public sealed class LabCluster : IAsyncDisposable
 
     public DaemonProcess Agent(string node) => _agents[node];
 
-    public DrbdStandIns Drbd(string node) => _drbd[node];
+    /// <summary>The node's DRBD simulator (its daemon, stand-ins, data).</summary>
+    public SimHost Drbd(string node) => _drbd[node];
+
+    public static string Peer(string node) => node == "a" ? "b" : "a";
 
     public DaemonProcess StartAgent(string node)
     {
-        var env = _drbd[node].AgentEnvironment(node, AgentPort);
-        env["HaMesh__Agent__Listen"] = $"http://0.0.0.0:{AgentPort}";
-        env["HaMesh__Agent__Commands__Ip"] = "/usr/sbin/ip";
+        var env = _drbd[node].AgentEnvironment($"{Scheme}://0.0.0.0:{AgentPort}");
+        env["HaMesh__Agent__Commands__Ip"] = "/usr/sbin/ip";   // the failover IP alias for real, in the node's namespace
+        env["HaMesh__Tls__CertificateFile"] = LabCertificates.Certificate(Certificates, "agent-" + node);
+        env["HaMesh__Tls__KeyFile"] = LabCertificates.Key(Certificates, "agent-" + node);
         foreach (var (k, v) in _agentEnvironment)
         {
             env[k] = v;
@@ -208,64 +306,46 @@ public sealed class LabCluster : IAsyncDisposable
         return agent;
     }
 
-    /// <summary>The primary's host dies: SIGKILL of its agent, and its DRBD stops answering the peer.</summary>
+    /// <summary>The primary's host dies: SIGKILL of its agent and of its DRBD simulator (the peer's DRBD sees the link drop).</summary>
     public void CrashNode(string node)
     {
         _agents[node].Kill();
-        _drbd[node].HostDown();
-        foreach (var (n, s) in _drbd)
-        {
-            if (n != node)
-            {
-                s.Refresh(); // the survivor's DRBD notices the lost peer (its /proc/drbd shows WFConnection)
-            }
-        }
+        _drbd[node].Crash();
     }
 
     /// <summary>
     /// The host stays up but loses every link (eth0 down): its agent keeps running and must self-fence;
-    /// its DRBD no longer reaches the peer (the stand-ins model the replication link by the host's up file).
+    /// its DRBD loses the replication link to the peer for real.
     /// </summary>
-    public async Task HostLinksDownAsync(string node, CancellationToken ct)
-    {
-        await Lab.LinkDownAsync(node, ct);
-        _drbd[node].HostDown();
-        foreach (var (n, s) in _drbd)
-        {
-            if (n != node)
-            {
-                s.Refresh();
-            }
-        }
-    }
+    public Task HostLinksDownAsync(string node, CancellationToken ct) => Lab.LinkDownAsync(node, ct);
 
-    public async Task HostLinksUpAsync(string node, CancellationToken ct)
-    {
-        _drbd[node].HostUp();
-        await Lab.LinkUpAsync(node, ct);
-        foreach (var s in _drbd.Values)
-        {
-            s.Refresh();
-        }
-    }
+    public Task HostLinksUpAsync(string node, CancellationToken ct) => Lab.LinkUpAsync(node, ct);
 
     /// <summary>
-    /// The crashed host boots again: DRBD comes up Secondary with nothing mounted and no service
-    /// running (as after a reboot), its peer sees it again, and its agent starts.
+    /// The crashed host boots again: its DRBD simulator restarts Secondary from its on-disk state (nothing
+    /// mounted, no service running, as after a reboot) and reconnects to the peer; its agent starts.
     /// </summary>
-    public DaemonProcess RebootNode(string node)
+    public async Task<DaemonProcess> RebootNodeAsync(string node, CancellationToken ct)
     {
-        var s = _drbd[node];
-        File.WriteAllText(Path.Combine(s.State, "role"), "Secondary\n");
-        File.WriteAllText(Path.Combine(s.State, "mountinfo"), "");
-        File.WriteAllText(Path.Combine(s.State, "services"), "");
-        s.HostUp();
-        foreach (var d in _drbd.Values)
-        {
-            d.Refresh();
-        }
-
+        await _drbd[node].RebootAsync(ct);
         return StartAgent(node);
+    }
+
+    /// <summary>The test service: writes through whichever node's DRBD is Primary every 20 ms and remembers what DRBD acknowledged.</summary>
+    public TestService StartWriter()
+    {
+        var writer = new TestService(_drbd["a"], _drbd["b"], TimeProvider.System);
+        _writers.Add(writer);
+        writer.Start();
+        return writer;
+    }
+
+    /// <summary>Invariant I3: stops the writer and returns how many of its acknowledged writes <paramref name="node"/>'s DRBD does not hold.</summary>
+    public async Task<(int Acknowledged, int Missing)> LostWritesAsync(TestService writer, string node, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        await writer.StopAsync();
+        return (writer.Acknowledged.Count, await writer.MissingOnAsync(_drbd[node], ct));
     }
 
     /// <summary>
@@ -273,20 +353,27 @@ public sealed class LabCluster : IAsyncDisposable
     /// "ok NODE UNIXMS" / "fail UNIXMS REASON" whenever the answer changes.
     /// </summary>
     public DaemonProcess StartClientProbe() =>
-        Track(DaemonProcess.StartIn(Lab.Ns("c"), "client-probe", DaemonProcess.Dll("src/Tools/Lab", "hamesh-lab"),
-            ["probe", "--target", $"{FailoverIp.Split('/')[0]}:{AgentPort}"]));
+        Track(DaemonProcess.StartIn(Lab.Ns("c"), "client-probe", DaemonProcess.Dll("src/Tools/Lab", "hamesh-lab"), ProbeArguments()));
+
+    /// <summary>hamesh-lab's arguments for the client probe through the failover IP.</summary>
+    public IReadOnlyList<string> ProbeArguments() =>
+    [
+        "probe", "--target", $"{FailoverIp.Split('/')[0]}:{AgentPort}",
+        "--cacert", LabCertificates.Certificate(Certificates, "ca"), "--cert", LabCertificates.Certificate(Certificates, "viewer"), "--key", LabCertificates.Key(Certificates, "viewer"),
+    ];
 
     /// <summary>The time stamp of a probe line ("ok b 1764620000123").</summary>
     public static DateTimeOffset ProbeTime(string line) =>
         DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[line.StartsWith("ok", StringComparison.Ordinal) ? 2 : 1], CultureInfo.InvariantCulture));
 
-    /// <summary>An AgentService client from the test process (through the host port on the bridge).</summary>
-    public AgentService.AgentServiceClient AgentClient(string node)
+    /// <summary>An AgentService client from the test process (through the host port on the bridge) with <paramref name="identity"/>'s certificate.</summary>
+    public AgentService.AgentServiceClient AgentClient(string node, string identity = "operator")
     {
-        if (!_agentChannels.TryGetValue(node, out var ch))
+        var key = node + "/" + identity;
+        if (!_agentChannels.TryGetValue(key, out var ch))
         {
-            ch = GrpcChannels.Create($"http://{NetnsLab.Address(node)}:{AgentPort}", Timings);
-            _agentChannels[node] = ch;
+            ch = Channel(AgentAddress(node), identity);
+            _agentChannels[key] = ch;
         }
 
         return new AgentService.AgentServiceClient(ch);
@@ -339,11 +426,24 @@ public sealed class LabCluster : IAsyncDisposable
         }
     }
 
+    public async Task WithinAsync(Task step, string what, CancellationToken ct, TimeSpan? timeout = null)
+    {
+        var limit = timeout ?? TimeSpan.FromSeconds(60);
+        try
+        {
+            await step.WaitAsync(limit, ct);
+        }
+        catch (TimeoutException)
+        {
+            throw new TimeoutException($"{what}: not within {limit.TotalSeconds:0} s.\n{Report()}");
+        }
+    }
+
     /// <summary>The tail of every daemon's output and the events seen, for failure messages.</summary>
     public string Report()
     {
         var sb = new StringBuilder();
-        foreach (var d in _processes)
+        foreach (var d in _processes.Concat(_drbd.Values.Select(s => s.Daemon)))
         {
             sb.Append(CultureInfo.InvariantCulture, $"----- {d.Name} (exited: {d.HasExited}) -----\n{Tail(d.Output, 60)}\n");
         }
@@ -379,17 +479,25 @@ public sealed class LabCluster : IAsyncDisposable
             await Events.DisposeAsync();
         }
 
+        foreach (var w in _writers)
+        {
+            await w.DisposeAsync();
+        }
+
         foreach (var p in _processes.AsEnumerable().Reverse())
         {
             await p.DisposeAsync();
         }
 
-        foreach (var ch in _agentChannels.Values)
+        foreach (var d in _drbd.Values)
         {
-            ch.Dispose();
+            await d.DisposeAsync();
         }
 
-        _channel?.Dispose();
+        foreach (var d in _disposables)
+        {
+            d.Dispose();
+        }
         _http.Dispose();
         await Lab.DisposeAsync();
         try

@@ -225,8 +225,23 @@ public sealed class SimHost : IAsyncDisposable
 
     private async Task InstallAsync(CancellationToken cancellationToken)
     {
-        await using (var install = DaemonProcess.Start("drbdsim-install-" + Node, SimDll, ["install-standins", "--dir", Bin, "--socket", Socket]))
+        // What 'hamesh-drbdsim install-standins' does, without starting a .NET process per host when the
+        // simulator's build already holds the compiled client (the lab starts two hosts per scenario).
+        var standin = Path.Combine(Path.GetDirectoryName(SimDll)!, "drbdsim-standin");
+        if (File.Exists(standin))
         {
+            foreach (var name in StandinInstaller.Names)
+            {
+                var dst = Path.Combine(Bin, name);
+                File.Copy(standin, dst, overwrite: true);
+                File.SetUnixFileMode(dst, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            }
+
+            await File.WriteAllTextAsync(Path.Combine(Bin, "drbdsim.socket"), Socket + "\n", cancellationToken);
+        }
+        else
+        {
+            await using var install = DaemonProcess.Start("drbdsim-install-" + Node, SimDll, ["install-standins", "--dir", Bin, "--socket", Socket]);
             var exit = await install.WaitForExitAsync(TimeSpan.FromSeconds(60), cancellationToken);
             if (exit != 0)
             {

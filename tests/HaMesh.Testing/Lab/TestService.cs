@@ -1,7 +1,7 @@
 using System.Globalization;
 using HaMesh.Testing.Processes;
 
-namespace HaMesh.Lab;
+namespace HaMesh.Testing.Lab;
 
 /// <summary>
 /// The demo's "database": every 20 ms it writes the next sequence number through whichever server is
