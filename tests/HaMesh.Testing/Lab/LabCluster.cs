@@ -341,11 +341,13 @@ public sealed class LabCluster : IAsyncDisposable
     }
 
     /// <summary>Invariant I3: stops the writer and returns how many of its acknowledged writes <paramref name="node"/>'s DRBD does not hold.</summary>
-    public async Task<(int Acknowledged, int Missing)> LostWritesAsync(TestService writer, string node, CancellationToken ct)
+    public async Task<(int Acknowledged, int Missing, string Detail)> LostWritesAsync(TestService writer, string node, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(writer);
         await writer.StopAsync();
-        return (writer.Acknowledged.Count, await writer.MissingOnAsync(_drbd[node], ct));
+        var missing = await writer.MissingWritesOnAsync(_drbd[node], ct);
+        var detail = string.Join(", ", missing.Take(20).Select(m => string.Create(CultureInfo.InvariantCulture, $"#{m.Seq} acknowledged by {m.AcknowledgedBy}")));
+        return (writer.Acknowledged.Count, missing.Count, detail);
     }
 
     /// <summary>

@@ -13,6 +13,7 @@ public sealed class TestService(SimHost a, SimHost b, TimeProvider time) : IAsyn
     private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(20);
     private readonly CancellationTokenSource _stop = new();
     private readonly List<long> _acknowledged = [];
+    private readonly Dictionary<long, string> _acknowledgedBy = [];
     private readonly Lock _lock = new();
     private Task _loop = Task.CompletedTask;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -92,11 +93,18 @@ public sealed class TestService(SimHost a, SimHost b, TimeProvider time) : IAsyn
     }
 
     /// <summary>How many acknowledged writes <paramref name="host"/> does not hold.</summary>
-    public async Task<int> MissingOnAsync(SimHost host, CancellationToken ct)
+    public async Task<int> MissingOnAsync(SimHost host, CancellationToken ct) => (await MissingWritesOnAsync(host, ct)).Count;
+
+    /// <summary>The acknowledged writes <paramref name="host"/> does not hold, each with the node that acknowledged it.</summary>
+    public async Task<IReadOnlyList<(long Seq, string AcknowledgedBy)>> MissingWritesOnAsync(SimHost host, CancellationToken ct)
     {
+        ArgumentNullException.ThrowIfNull(host);
         var dump = await host.RunAsync(ct, "sim", "dump", SimHost.Resource);
         var present = dump.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal);
-        return Acknowledged.Count(seq => !present.Contains(string.Create(CultureInfo.InvariantCulture, $"demo-{seq}={seq}")));
+        lock (_lock)
+        {
+            return [.. _acknowledged.Where(seq => !present.Contains(string.Create(CultureInfo.InvariantCulture, $"demo-{seq}={seq}"))).Select(seq => (seq, _acknowledgedBy[seq]))];
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -158,6 +166,7 @@ public sealed class TestService(SimHost a, SimHost b, TimeProvider time) : IAsyn
         lock (_lock)
         {
             _acknowledged.Add(seq);
+            _acknowledgedBy[seq] = node;
             var now = time.GetTimestamp();
             if (_lastAckTimestamp is { } last && time.GetElapsedTime(last, now) > _longestGap)
             {
