@@ -90,6 +90,19 @@ public sealed class InputHardeningTests : IAsyncLifetime
 
     private static Task Refused<T>(AsyncUnaryCall<T> call, StatusCode code, string detail) => Refused(() => call.ResponseAsync, code, detail);
 
+    /// <summary>
+    /// A state-changing operator call with a stale generation: FailedPrecondition naming the generation, or, while the
+    /// coordinator still adopts the cluster it has just met (it decides as soon as the first reports arrive),
+    /// FailedPrecondition naming the operation in flight. Either is a clean refusal that changes nothing.
+    /// </summary>
+    private static async Task RefusedStale<T>(AsyncUnaryCall<T> call)
+    {
+        var ex = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync);
+        Assert.True(ex.StatusCode == StatusCode.FailedPrecondition, $"expected FailedPrecondition, got {ex.StatusCode}: {ex.Status.Detail}");
+        Assert.True(ex.Status.Detail.Contains("generation:", StringComparison.Ordinal) || ex.Status.Detail.Contains("already in flight", StringComparison.Ordinal), ex.Status.Detail);
+        Assert.True(ex.Status.Detail.Length < 400, $"the error echoes the over-long input ({ex.Status.Detail.Length} chars)");
+    }
+
     [Fact]
     public async Task AgentService_EveryRpc_MalformedAndOversized_CleanStatus_AndKeepsServing()
     {
@@ -183,9 +196,9 @@ public sealed class InputHardeningTests : IAsyncLifetime
         await Refused(coordinator.SwitchoverAsync(new SwitchoverRequest { Resource = "", TargetNode = "b", Generation = 1 }, cancellationToken: ct), StatusCode.InvalidArgument, "resource: is required");
         await Refused(coordinator.SwitchoverAsync(new SwitchoverRequest { Resource = "db", TargetNode = Long, Generation = 1 }, cancellationToken: ct), StatusCode.InvalidArgument, "target_node:");
         await Refused(coordinator.SwitchoverAsync(new SwitchoverRequest { Resource = "db", TargetNode = "zed", Generation = 1 }, cancellationToken: ct), StatusCode.NotFound, "target_node:");
-        await Refused(coordinator.SwitchoverAsync(new SwitchoverRequest { Resource = "db", TargetNode = "b", Generation = 999, Reason = Long }, cancellationToken: ct), StatusCode.FailedPrecondition, "generation:");
+        await RefusedStale(coordinator.SwitchoverAsync(new SwitchoverRequest { Resource = "db", TargetNode = "b", Generation = 999, Reason = Long }, cancellationToken: ct));
         await Refused(coordinator.SetMaintenanceAsync(new SetMaintenanceRequest { Resource = "DB", Enabled = true }, cancellationToken: ct), StatusCode.InvalidArgument, "resource:");
-        await Refused(coordinator.SetMaintenanceAsync(new SetMaintenanceRequest { Resource = "db", Generation = 999, Enabled = true }, cancellationToken: ct), StatusCode.FailedPrecondition, "generation:");
+        await RefusedStale(coordinator.SetMaintenanceAsync(new SetMaintenanceRequest { Resource = "db", Generation = 999, Enabled = true }, cancellationToken: ct));
         await Refused(coordinator.ClaimIpAsync(new ClaimIpRequest { Resource = "db", Node = "b", Ip = "not-an-ip" }, cancellationToken: ct), StatusCode.InvalidArgument, "ip:");
         await Refused(coordinator.ClaimIpAsync(new ClaimIpRequest { Resource = "db", Node = "b", Ip = "198.51.100.7" }, cancellationToken: ct), StatusCode.NotFound, "ip:");
         await Refused(coordinator.ClaimIpAsync(new ClaimIpRequest { Resource = "db", Node = "", Ip = "203.0.113.10" }, cancellationToken: ct), StatusCode.InvalidArgument, "node: is required");

@@ -263,7 +263,10 @@ public sealed partial class PeerLink(
     private Lease StartLease(string resource, long sentAt)
     {
         var t = _options.Cluster.Timings;
-        var fresh = local.TakePromoting(resource) || (_lastRole.TryGetValue(resource, out var before) && before != DrbdRole.Primary);
+        // Generation 0: no coordinator ever commanded this node (adopting it persists generation 1), so this is a
+        // Primary set up by hand before HaMesh took charge (a cluster's bootstrap), not a restart under a running
+        // resource: its lease runs from the first request, so the coordinator can adopt it before it fences.
+        var fresh = local.TakePromoting(resource) || (_lastRole.TryGetValue(resource, out var before) && before != DrbdRole.Primary) || generations.Get(resource) == 0;
         if (fresh)
         {
             var until = sentAt + Ticks(t.Lease);

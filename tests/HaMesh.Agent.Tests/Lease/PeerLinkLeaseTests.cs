@@ -73,6 +73,11 @@ public sealed class PeerLinkLeaseTests : IDisposable
             _local.SetPromoting("db", true);
         }
 
+        if (restarted)
+        {
+            new GenerationStore(o).Raise("db", 1);   // a restart under a resource HaMesh already runs (generation 0 is a bootstrap)
+        }
+
         var selfFence = new SelfFence(o, new ResourceSteps(_options, _runner, _node, _time), _runner, _local, _signal, _time, NullLogger<SelfFence>.Instance);
         return new PeerLink(o, _local, _collector, _coordinator, new GenerationStore(o), selfFence, _time, NullLogger<PeerLink>.Instance, peerClientFactory: () => _peer, reportSignal: reports);
     }
