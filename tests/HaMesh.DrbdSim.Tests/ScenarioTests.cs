@@ -188,7 +188,7 @@ public sealed class ScenarioTests
         var a = await p.WaitAAsync(s => s.SplitBrain && s.Connection == "StandAlone", Ct);
         Assert.Equal("StandAlone\n", (await SimPair.Run(p.A!, "drbdadm", "cstate", "r0")).Stdout);
         await p.WaitBAsync(s => s.SplitBrain && s.Connection == "StandAlone", Ct);
-        Assert.Contains("Split-Brain detected but unresolved, dropping connection!", p.Log.ToString());
+        Assert.Contains("Split-Brain detected but unresolved, dropping connection!", p.LogText);
 
         // victim b: disconnect, secondary, connect --discard-my-data; survivor a: disconnect, connect
         Assert.Equal(0, (await SimPair.Run(p.B!, "umount", "/mnt/data")).ExitCode);
@@ -216,7 +216,7 @@ public sealed class ScenarioTests
         p.Proxy.Blackhole();
         await lost.WaitAsync(SimPair.Timeout, Ct);
         await p.WaitBAsync(s => s.Connection == "Connecting", Ct);
-        Assert.Contains("PingAck did not arrive in time.", p.Log.ToString());
+        Assert.Contains("PingAck did not arrive in time.", p.LogText);
         p.Proxy.Heal();
         await p.WaitAAsync(s => s.Connected && s.Replication == "Established", Ct);
     }

@@ -14,12 +14,28 @@ internal sealed class SimPair : IAsyncDisposable
     public SimDaemon? B { get; private set; }
     public LinkProxy Proxy { get; }
     public int Version { get; }
-    public StringWriter Log { get; } = new();
+    private readonly StringWriter _log = new();
+
+    /// <summary>Both daemons log here from their own threads: a synchronized writer (it locks on itself).</summary>
+    public TextWriter Log { get; }
+
+    /// <summary>What both daemons logged so far (read under the writer's lock).</summary>
+    public string LogText
+    {
+        get
+        {
+            lock (Log)
+            {
+                return _log.ToString();
+            }
+        }
+    }
 
     private SimPair(int version, Action<ResourceConfig>? tweak)
     {
         Version = version;
         _tweak = tweak;
+        Log = TextWriter.Synchronized(_log);
         _root = Path.Combine(Path.GetTempPath(), "drbdsim-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(_root);
         Proxy = new LinkProxy(0);
@@ -115,7 +131,7 @@ internal sealed class SimPair : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        TestContext.Current.TestOutputHelper?.WriteLine(Log.ToString());
+        TestContext.Current.TestOutputHelper?.WriteLine(LogText);
         if (A is not null)
         {
             await A.DisposeAsync();
