@@ -31,6 +31,10 @@ def counts(path, status):
     if status != "0" and failed == 0:
         failed = 1  # the runner failed without a failing test (crash, abort, no summary): never report green
     return passed, failed, skipped
+# The names of failed tests, repeated next to the summary so a truncated CI log still shows them.
+for path in (sys.argv[1], sys.argv[3]):
+    for name in re.findall(r"^failed (\S+)", open(path, encoding="utf-8", errors="replace").read(), re.M):
+        print(f"FAILED {name}")
 a = counts(sys.argv[1], sys.argv[2])
 b = counts(sys.argv[3], sys.argv[4])
 print(f"{a[0] + b[0]} passed, {a[1] + b[1]} failed, {a[2] + b[2]} skipped")

@@ -52,6 +52,7 @@ public sealed class AgentOnSimulatorTests : IAsyncLifetime
         var options = TestConfig.TwoNodes(coordinatorAddress: $"http://127.0.0.1:{coordinatorPort}");
         options.Cluster.Timings.Lease = TimeSpan.FromSeconds(4);   // wide enough for a loaded CI machine
         options.Cluster.Timings.DriftMargin = TimeSpan.FromSeconds(1);
+        options.Cluster.Timings.SelfFenceDeadline = TimeSpan.FromSeconds(2);   // four stand-in processes under CI load
         options.Coordinator.Listen = $"http://127.0.0.1:{coordinatorPort}";
         options.Coordinator.StorePath = Path.Combine(_dir, "coordinator.db");
         options.Nodes[0].AgentAddress = $"http://127.0.0.1:{agentA}";

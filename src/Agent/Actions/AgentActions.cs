@@ -51,7 +51,11 @@ public sealed partial class AgentActions(
             local.SetPromoting(resource.Name, true);
             try
             {
-                await WaitOutPromiseAsync(resource.Name, request.Generation, ct);
+                if (await WaitOutPromiseAsync(resource.Name, request.Generation, ct) is { } promisedUntil)
+                {
+                    await WaitForPeerToStepDownAsync(resource, request.Generation, promisedUntil, ct);
+                }
+
                 var result = await RunForwardAsync(steps.Activation(resource, request.Force), ct);
                 Log.Promoted(logger, resource.Name, request.Generation, result.Success, result.Message);
                 if (!result.Success)
@@ -158,7 +162,8 @@ public sealed partial class AgentActions(
         return fencing.FenceAsync(resource.Name, generations.Get(resource.Name), cancellationToken);
     }
 
-    private async Task WaitOutPromiseAsync(string resource, ulong generation, CancellationToken ct)
+    /// <summary>Waits until the last promise for <paramref name="resource"/> ran out; returns its end (timestamp), or null if none was made.</summary>
+    private async Task<long?> WaitOutPromiseAsync(string resource, ulong generation, CancellationToken ct)
     {
         while (true)
         {
@@ -167,19 +172,43 @@ public sealed partial class AgentActions(
             {
                 if (!_promises.TryGetValue(resource, out promise))
                 {
-                    return;
+                    return null;
                 }
             }
 
             var left = promise.Until - _time.GetTimestamp();
             if (left <= 0)
             {
-                return;
+                return promise.Until;
             }
 
             var wait = TimeSpan.FromSeconds((double)left / _time.TimestampFrequency);
             Log.HoldingPromote(logger, resource, generation, promise.To, wait.TotalMilliseconds);
             await Task.Delay(wait, _time, ct);
+        }
+    }
+
+    /// <summary>
+    /// The peer this node granted leases to has lost its lease when the promise runs out, but it may still be
+    /// Primary for up to its self-fence deadline while it stops services, unmounts and demotes (design §4.2, I2).
+    /// While DRBD still shows it connected and Primary, wait for it (one status read per heartbeat) instead of
+    /// letting DRBD refuse the promotion ("Multiple primaries not allowed"); after the deadline, go on and let
+    /// DRBD's refusal name the problem.
+    /// </summary>
+    private async Task WaitForPeerToStepDownAsync(ResourceOptions resource, ulong generation, long promisedUntil, CancellationToken ct)
+    {
+        var t = _options.Cluster.Timings;
+        var deadline = promisedUntil + Ticks(t.SelfFenceDeadline);
+        var logged = false;
+        while (_time.GetTimestamp() < deadline && await collector.PeerIsConnectedPrimaryAsync(resource, ct))
+        {
+            if (!logged)
+            {
+                Log.WaitingForPeerStepDown(logger, resource.Name, generation, t.SelfFenceDeadline.TotalMilliseconds);
+                logged = true;
+            }
+
+            await Task.Delay(t.Heartbeat, _time, ct);
         }
     }
 
@@ -279,5 +308,8 @@ public sealed partial class AgentActions(
 
         [LoggerMessage(EventId = 1203, Level = LogLevel.Warning, Message = "Promote {Resource} at generation {Generation} held: granted a lease to {Grantee} and promised no promotion for {Milliseconds} ms more")]
         public static partial void HoldingPromote(ILogger logger, string resource, ulong generation, string grantee, double milliseconds);
+
+        [LoggerMessage(EventId = 1204, Level = LogLevel.Warning, Message = "Promote {Resource} at generation {Generation} held: the peer is still DRBD Primary and connected after its lease ran out; waiting up to its self-fence deadline ({Milliseconds} ms) for it to demote")]
+        public static partial void WaitingForPeerStepDown(ILogger logger, string resource, ulong generation, double milliseconds);
     }
 }

@@ -61,6 +61,15 @@ public sealed class StatusCollector(
         return status;
     }
 
+    /// <summary>True when DRBD on this node shows a peer of <paramref name="resource"/> connected and Primary (read now, not from the last report).</summary>
+    public async Task<bool> PeerIsConnectedPrimaryAsync(ResourceOptions resource, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(resource);
+        var snapshot = await drbd.ReadAsync([resource.DrbdResource], cancellationToken);
+        return snapshot.Resources.TryGetValue(resource.DrbdResource, out var status)
+            && status.Peers.Any(p => p.ConnectionState == ConnectionState.Connected && p.PeerRole == DrbdRole.Primary);
+    }
+
     private async Task<ResourceStatus> CollectResourceAsync(ResourceOptions resource, DrbdSnapshot snapshot, NodeStatus status, CancellationToken cancellationToken)
     {
         var drbdStatus = snapshot.Resources.TryGetValue(resource.DrbdResource, out var found)

@@ -17,6 +17,7 @@ public sealed class AgentActionsTests : IDisposable
     private readonly string _dir = Directory.CreateTempSubdirectory("hamesh-actions-").FullName;
     private readonly HaMeshOptions _options = TestConfig.TwoNodes();
     private readonly FakeNode _node = new();
+    private readonly FakeDrbdReader _drbd = new();
     private readonly GenerationStore _generations;
     private readonly AgentActions _actions;
     private readonly FakeTimeProvider _clock = new(new DateTimeOffset(2026, 12, 1, 12, 0, 0, TimeSpan.Zero));
@@ -30,7 +31,7 @@ public sealed class AgentActionsTests : IDisposable
         var o = Options.Create(_options);
         _generations = new GenerationStore(o);
         var local = new AgentLocalState(TimeProvider.System);
-        var collector = new StatusCollector(o, new FakeDrbdReader(), _node, local, TimeProvider.System);
+        var collector = new StatusCollector(o, _drbd, _node, local, TimeProvider.System);
         _actions = new AgentActions(o, new ResourceSteps(_options, _node, _node, TimeProvider.System), _generations, local, collector, new ReportSignal(), new NoFencing(), NullLogger<AgentActions>.Instance, _time);
     }
 
@@ -212,6 +213,67 @@ public sealed class AgentActionsTests : IDisposable
     {
         Assert.True((await Renew(4)).Granted);
         _clock.Advance(_options.Cluster.Timings.Lease + _options.Cluster.Timings.DriftMargin);
+        var result = await Promote(5);
+        Assert.True(result.Success, result.Message);
+        Assert.Equal("drbdadm primary r0", _node.Log[0]);
+    }
+
+    private void PeerRole(DrbdRole role)
+    {
+        var status = new DrbdResourceStatus { Name = "r0", Present = true, Role = DrbdRole.Secondary, DiskState = DiskState.UpToDate };
+        status.Peers.Add(new PeerConnectionStatus { ConnectionState = ConnectionState.Connected, PeerRole = role, PeerDiskState = DiskState.UpToDate });
+        _drbd.Snapshot = _drbd.Snapshot with { Resources = new Dictionary<string, DrbdResourceStatus> { ["r0"] = status } };
+    }
+
+    [Fact]
+    public async Task Promote_AfterThePromise_PeerStillConnectedPrimary_WaitsForItToDemote_ThenRuns()
+    {
+        // The peer lost its lease when the promise ran out and is self-fencing; DRBD would refuse a second Primary.
+        PeerRole(DrbdRole.Primary);
+        Assert.True((await Renew(4)).Granted);
+        var t = _options.Cluster.Timings;
+        _clock.Advance(t.Lease + t.DriftMargin);
+
+        var promote = Promote(5);
+
+        await _time.WaitForTimerAsync(t.Heartbeat, TestContext.Current.CancellationToken);
+        Assert.False(promote.IsCompleted);
+        Assert.Empty(_node.Log);
+        PeerRole(DrbdRole.Secondary);
+        _clock.Advance(t.Heartbeat);
+        var result = await promote;
+        Assert.True(result.Success, result.Message);
+        Assert.Equal("drbdadm primary r0", _node.Log[0]);
+    }
+
+    [Fact]
+    public async Task Promote_AfterThePromise_PeerStaysPrimaryPastItsSelfFenceDeadline_GoesOnAndLetsDrbdDecide()
+    {
+        PeerRole(DrbdRole.Primary);
+        Assert.True((await Renew(4)).Granted);
+        var t = _options.Cluster.Timings;
+        var grantedAt = _clock.GetUtcNow();
+        _clock.Advance(t.Lease + t.DriftMargin);
+
+        var promote = Promote(5);
+        var beats = (int)(t.SelfFenceDeadline / t.Heartbeat);
+        for (var i = 0; i < beats; i++)
+        {
+            await _time.WaitForTimerAsync(t.Heartbeat, TestContext.Current.CancellationToken);
+            Assert.Empty(_node.Log);
+            _clock.Advance(t.Heartbeat);
+        }
+
+        await promote;
+        Assert.Equal("drbdadm primary r0", _node.Log[0]);
+        Assert.Equal(t.Lease + t.DriftMargin + t.SelfFenceDeadline, _clock.GetUtcNow() - grantedAt);
+    }
+
+    [Fact]
+    public async Task Promote_WithoutAPromise_PeerConnectedPrimary_DoesNotWait()
+    {
+        // No grant, no promise: the peer may hold its lease from the coordinator; DRBD's refusal is the answer.
+        PeerRole(DrbdRole.Primary);
         var result = await Promote(5);
         Assert.True(result.Success, result.Message);
         Assert.Equal("drbdadm primary r0", _node.Log[0]);
