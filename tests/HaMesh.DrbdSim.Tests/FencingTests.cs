@@ -89,6 +89,64 @@ public sealed class FencingTests
         await p.WaitBAsync(s => s.Replication == "Established" && s.Disk == "UpToDate", Ct);
     }
 
+    /// <summary>A write in flight when the link goes silent: done locally, never acknowledged by the peer, frozen by fencing.</summary>
+    private static async Task<(SimPair Pair, Task<WriteOutcome> Write)> InFlightFrozenWriteAsync()
+    {
+        var p = await SimPair.StartAsync(9, rc =>
+        {
+            rc.Fencing = "resource-and-stonith";
+            rc.FencePeerHandler = "/usr/bin/false";
+        });
+        await PrimaryMountedAsync(p);
+        p.Proxy.Blackhole();
+        var write = p.A!.Resource("r0").WriteAsync("inflight", "1", Ct);
+        await p.WaitAAsync(s => s.LastFenceExit == 1 && s.SuspendedFencing, Ct);
+        Assert.False(write.IsCompleted);
+        return (p, write);
+    }
+
+    [Fact]
+    public async Task S14_WriteInFlightAtLinkLoss_PrimaryDemotesWhileFrozen_WriteFailsAndIsNeverAcknowledged()
+    {
+        // Regression (lab, I3): the frozen write was acknowledged when the demoted node later reconnected,
+        // though only the old primary had it; the new primary did not.
+        var (p, write) = await InFlightFrozenWriteAsync();
+        await using var _ = p;
+        Assert.Equal(0, (await SimPair.Run(p.A!, "umount", "/mnt/data")).ExitCode);
+        Assert.Equal(0, (await SimPair.Run(p.A!, "drbdadm", "secondary", "r0")).ExitCode);
+
+        var outcome = await write.WaitAsync(SimPair.Timeout, Ct);
+
+        Assert.False(outcome.Acknowledged);
+        Assert.Contains("I/O error", outcome.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task S14_WriteInFlightAtLinkLoss_LinkBackWhilePrimary_ResentAndAcknowledgedOnlyOnceThePeerHasIt()
+    {
+        var (p, write) = await InFlightFrozenWriteAsync();
+        await using var _ = p;
+        p.Proxy.Heal();
+
+        var outcome = await write.WaitAsync(SimPair.Timeout, Ct);
+
+        Assert.True(outcome.Acknowledged, outcome.Error);
+        Assert.Equal("1", p.B!.Resource("r0").Read("inflight"));
+    }
+
+    [Fact]
+    public async Task S14_WriteInFlightAtLinkLoss_DownWhileFrozen_WriteFails()
+    {
+        var (p, write) = await InFlightFrozenWriteAsync();
+        await using var _ = p;
+        Assert.Equal(0, (await SimPair.Run(p.A!, "umount", "/mnt/data")).ExitCode);
+        Assert.Equal(0, (await SimPair.Run(p.A!, "drbdadm", "down", "r0")).ExitCode);
+
+        var outcome = await write.WaitAsync(SimPair.Timeout, Ct);
+
+        Assert.False(outcome.Acknowledged);
+    }
+
     [Fact]
     public async Task S14_HandlerSaysOutdateYourself_PrimaryGoesOutdated()
     {

@@ -71,7 +71,12 @@ public sealed class SimResource : IAsyncDisposable
     private CancellationTokenSource? _upCts;
     private TcpListener? _listener;
     private int _actualPort;
-    private readonly List<TaskCompletionSource> _frozenAcks = [];
+    // Writes frozen by resource-and-stonith fencing: done locally, never acknowledged by the peer. They complete
+    // only when the peer is known fenced (handler exit 3/4/5/7), are resent when the link comes back while this
+    // node is still Primary, or fail with an I/O error when it stops being Primary (demote, down, daemon stop):
+    // they must never be acknowledged after the node lost its role, or an acknowledged write could be missing on
+    // the new Primary (invariant I3).
+    private readonly List<(string Key, TaskCompletionSource Tcs)> _frozenAcks = [];
 
     public SimResource(SimConfig node, ResourceConfig cfg, string stateDir, TimeProvider time,
         Action<ResourceSnapshot> onChanged, TextWriter log)
@@ -314,7 +319,8 @@ public sealed class SimResource : IAsyncDisposable
             _peerDisk = "DUnknown";
             _suspFencing = false;
             _suspUser = false;
-            ReleaseFrozenLocked();
+            FailFrozenLocked("I/O error: resource taken down with writes not acknowledged by the peer");
+            FailPending(s, "I/O error: resource taken down with writes not acknowledged by the peer");
             ChangedLocked();
         }
 
@@ -477,6 +483,7 @@ public sealed class SimResource : IAsyncDisposable
             }
 
             _role = "Secondary";
+            FailFrozenLocked("I/O error: demoted while I/O was frozen for fencing; the write never reached the peer");
             if (_conn == "Connected")
             {
                 Send(new LinkMessage { Type = "State", Role = _role, Disk = _disk });
@@ -615,12 +622,51 @@ public sealed class SimResource : IAsyncDisposable
 
     private void ReleaseFrozenLocked()
     {
-        foreach (var t in _frozenAcks)
+        foreach (var (_, tcs) in _frozenAcks)
         {
-            t.TrySetResult();
+            tcs.TrySetResult();
         }
 
         _frozenAcks.Clear();
+    }
+
+    private void FailFrozenLocked(string reason)
+    {
+        foreach (var (_, tcs) in _frozenAcks)
+        {
+            tcs.TrySetException(new IOException(reason));
+        }
+
+        _frozenAcks.Clear();
+    }
+
+    /// <summary>The link is back and this node is still Primary: the frozen writes go to the peer again and complete on its acknowledgement (DRBD resends its transfer log).</summary>
+    private void ResendFrozenLocked(Session session)
+    {
+        foreach (var (key, tcs) in _frozenAcks)
+        {
+            var seq = ++_seq;
+            session.Pending[seq] = (key, tcs);
+            _sent += 4;
+            Send(new LinkMessage { Type = "Write", Seq = seq, Key = key, Value = _data.GetValueOrDefault(key) ?? "" });
+        }
+
+        _frozenAcks.Clear();
+    }
+
+    private static void FailPending(Session? session, string reason)
+    {
+        if (session is null)
+        {
+            return;
+        }
+
+        foreach (var (_, tcs) in session.Pending.Values)
+        {
+            tcs.TrySetException(new IOException(reason));
+        }
+
+        session.Pending.Clear();
     }
 
     // ---------------------------------------------------------------- block device
@@ -695,7 +741,15 @@ public sealed class SimResource : IAsyncDisposable
             await waitFor.WaitAsync(ct);
             continue;
         Wait:
-            await waitFor.WaitAsync(ct);
+            try
+            {
+                await waitFor.WaitAsync(ct);
+            }
+            catch (IOException e)
+            {
+                return new WriteOutcome(false, e.Message);
+            }
+
             return new WriteOutcome(true, null);
         }
     }
@@ -967,6 +1021,19 @@ public sealed class SimResource : IAsyncDisposable
             return SyncDecision.Source;
         }
 
+        // DRBD's drbd_sync_handshake: "Becoming sync target due to disk states." An Inconsistent side (an
+        // interrupted resync) always syncs from a side with usable data, whatever the UUIDs say: its own
+        // current UUID may be one the source rotated away from while the resync's end was in flight.
+        if (me.Disk == "Inconsistent" && peer.Disk is "UpToDate" or "Consistent" or "Outdated")
+        {
+            return SyncDecision.Target;
+        }
+
+        if (peer.Disk == "Inconsistent" && me.Disk is "UpToDate" or "Consistent" or "Outdated")
+        {
+            return SyncDecision.Source;
+        }
+
         if (me.Current == peer.Current)
         {
             if (me.Disk == "Inconsistent" && peer.Disk != "Inconsistent")
@@ -1020,11 +1087,7 @@ public sealed class SimResource : IAsyncDisposable
         _peerRole = peer.Role ?? "Unknown";
         _peerDisk = peer.Disk ?? "DUnknown";
         _repl = "Established";
-        if (_suspFencing)
-        {
-            _suspFencing = false;
-            ReleaseFrozenLocked();
-        }
+        _suspFencing = false;
 
         switch (decision)
         {
@@ -1058,6 +1121,15 @@ public sealed class SimResource : IAsyncDisposable
         }
 
         Send(new LinkMessage { Type = "State", Role = _role, Disk = _disk });
+        if (_role == "Primary")
+        {
+            ResendFrozenLocked(session);
+        }
+        else
+        {
+            FailFrozenLocked("I/O error: no longer Primary when the link came back");
+        }
+
         ChangedLocked();
         Log($"connected, decision {decision}");
         return true;
@@ -1276,7 +1348,7 @@ public sealed class SimResource : IAsyncDisposable
             MarkDirtyLocked(key);
             if (freeze)
             {
-                _frozenAcks.Add(tcs);
+                _frozenAcks.Add((key, tcs));
             }
             else
             {
@@ -1341,9 +1413,10 @@ public sealed class SimResource : IAsyncDisposable
             }
             else if (exit == 6)
             {
+                // "outdate yourself: the peer has better data": the frozen writes are not on it
                 _disk = "Outdated";
                 _suspFencing = false;
-                ReleaseFrozenLocked();
+                FailFrozenLocked("I/O error: the fence-peer handler said the peer has better data (exit 6)");
             }
 
             ChangedLocked();
@@ -1436,7 +1509,8 @@ public sealed class SimResource : IAsyncDisposable
             _upCts = null;
             _listener?.Stop();
             _listener = null;
-            ReleaseFrozenLocked();
+            FailFrozenLocked("I/O error: DRBD stopped with writes not acknowledged by the peer");
+            FailPending(s, "I/O error: DRBD stopped with writes not acknowledged by the peer");
         }
 
         if (cts is not null)
