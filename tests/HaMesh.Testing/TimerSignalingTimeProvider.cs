@@ -6,7 +6,7 @@ namespace HaMesh.Testing;
 /// <summary>A <see cref="FakeTimeProvider"/> that reports every timer created (after creating it), so a test advances time only once the code waits.</summary>
 public sealed class TimerSignalingTimeProvider(FakeTimeProvider inner) : TimeProvider
 {
-    private readonly Channel<TimeSpan> _created = Channel.CreateUnbounded<TimeSpan>();
+    private readonly Channel<(TimeSpan Due, DateTimeOffset At)> _created = Channel.CreateUnbounded<(TimeSpan, DateTimeOffset)>();
 
     public override DateTimeOffset GetUtcNow() => inner.GetUtcNow();
 
@@ -18,8 +18,9 @@ public sealed class TimerSignalingTimeProvider(FakeTimeProvider inner) : TimePro
 
     public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
     {
+        var at = inner.GetUtcNow() + dueTime;
         var timer = inner.CreateTimer(callback, state, dueTime, period);
-        _created.Writer.TryWrite(dueTime);
+        _created.Writer.TryWrite((dueTime, at));
         return timer;
     }
 
@@ -28,7 +29,21 @@ public sealed class TimerSignalingTimeProvider(FakeTimeProvider inner) : TimePro
     {
         using var guard = CancellationTokenSource.CreateLinkedTokenSource(ct);
         guard.CancelAfter(TimeSpan.FromSeconds(30));
-        while (await _created.Reader.ReadAsync(guard.Token) != dueTime)
+        while ((await _created.Reader.ReadAsync(guard.Token)).Due != dueTime)
+        {
+        }
+    }
+
+    /// <summary>
+    /// Completes once a timer due at the instant <paramref name="at"/> exists (others are skipped). Matching on the
+    /// instant rather than the delay cannot be fooled by another timer with the same delay created at another time,
+    /// so a test that advances the clock only after it is certain the code waits for exactly that instant.
+    /// </summary>
+    public async Task WaitForTimerAtAsync(DateTimeOffset at, CancellationToken ct)
+    {
+        using var guard = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        guard.CancelAfter(TimeSpan.FromSeconds(30));
+        while ((await _created.Reader.ReadAsync(guard.Token)).At != at)
         {
         }
     }

@@ -40,6 +40,9 @@ public sealed partial class DecisionLoop(
 
     private int _decisions;
 
+    // The clock reading the last round decided at: a decision that fell due while that round ran is not put off a heartbeat.
+    private MonoTime _lastRoundAt;
+
     /// <summary>Whether an operation is running for <paramref name="resource"/> (operator calls wait for it).</summary>
     public bool IsBusy(string resource) => executor.Busy.Contains(resource);
 
@@ -63,13 +66,25 @@ public sealed partial class DecisionLoop(
         await executor.WhenIdleAsync();
     }
 
-    /// <summary>Until the next decision round: a heartbeat, or less when a failover becomes possible sooner.</summary>
+    /// <summary>
+    /// Until the next decision round: a heartbeat, or less when a failover becomes possible sooner, or none when
+    /// it became possible after the last round decided (the clock moved while that round ran).
+    /// </summary>
     public TimeSpan NextDelay()
     {
         var delay = _options.Cluster.Timings.Heartbeat;
-        if (FailoverPolicy.NextDecisionAt(views.Build(executor.Busy), views.HaOptions) is { } at && at - views.Now is var until && until > TimeSpan.Zero && until < delay)
+        if (FailoverPolicy.NextDecisionAt(views.Build(executor.Busy), views.HaOptions) is { } at)
         {
-            delay = until;
+            var until = at - views.Now;
+            if (until <= TimeSpan.Zero && at > _lastRoundAt)
+            {
+                return TimeSpan.Zero;
+            }
+
+            if (until > TimeSpan.Zero && until < delay)
+            {
+                delay = until;
+            }
         }
 
         return delay;
@@ -90,7 +105,9 @@ public sealed partial class DecisionLoop(
         var detectedAt = time.GetTimestamp();
         var view = views.Build(executor.Busy);
         var started = new List<Task<bool>>();
-        foreach (var decision in FailoverPolicy.Decide(view, views.HaOptions, views.Now))
+        var now = views.Now;
+        _lastRoundAt = now;
+        foreach (var decision in FailoverPolicy.Decide(view, views.HaOptions, now))
         {
             if (decision is Decision.Hold hold)
             {
