@@ -74,6 +74,10 @@ public static class FailoverBench
                 }
 
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"run {run,2} {primary}→{standby} g{g + 1}: ") + string.Join("  ", values.Select(v => v.ToString("0", CultureInfo.InvariantCulture).PadLeft(6))));
+                if (evs.FirstOrDefault(e => e.Kind == "Promoted" && e.Node == standby) is { } promoted && promoted.Message.LastIndexOf('[') is var at and >= 0)
+                {
+                    Console.WriteLine("        promotion steps " + promoted.Message[at..]);
+                }
             }
 
             rss.Add(ProcStat.MiB(cluster.Agent(standby).Pid, "VmRSS"));

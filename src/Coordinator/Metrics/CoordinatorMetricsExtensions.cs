@@ -15,24 +15,7 @@ public static class CoordinatorMetricsExtensions
     public static WebApplication MapCoordinatorMetrics(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
-        var endpoint = app.Services.GetRequiredService<MetricsEndpoint>();
-        if (!endpoint.Enabled)
-        {
-            return app;
-        }
-
-        var metrics = app.Services.GetRequiredService<CoordinatorMetrics>();   // now: it reads the log's end before events arrive
-        app.Use(async (context, next) =>
-        {
-            if (!endpoint.Allows(context))
-            {
-                context.Response.StatusCode = StatusCodes.Status404NotFound;
-                return;
-            }
-
-            await next(context);
-        });
-        app.MapMetrics(MetricsEndpoint.Path, metrics.Registry);
-        return app;
+        // mapped (and the registry resolved) only when metrics are on   // resolved now: it reads the log's end before events arrive
+        return app.MapMetricsPort((routes, path) => routes.MapMetrics(path, app.Services.GetRequiredService<CoordinatorMetrics>().Registry));
     }
 }

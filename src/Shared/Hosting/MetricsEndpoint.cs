@@ -1,5 +1,8 @@
+using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace HaMesh.Shared.Hosting;
 
@@ -35,5 +38,36 @@ public sealed class MetricsEndpoint(string configured)
 
         var onMetricsPort = context.Connection.LocalPort == ep.Port;
         return onMetricsPort == context.Request.Path.Equals(Path, StringComparison.Ordinal);
+    }
+}
+
+public static class MetricsEndpointExtensions
+{
+    /// <summary>
+    /// When HaMesh:*:MetricsListen is set, maps /metrics with <paramref name="mapMetrics"/> and keeps the metrics
+    /// port to that one path (anything else there, and /metrics on the other ports, is 404). Both daemons use it.
+    /// </summary>
+    public static WebApplication MapMetricsPort(this WebApplication app, Action<IEndpointRouteBuilder, string> mapMetrics)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        ArgumentNullException.ThrowIfNull(mapMetrics);
+        var endpoint = app.Services.GetRequiredService<MetricsEndpoint>();
+        if (!endpoint.Enabled)
+        {
+            return app;
+        }
+
+        app.Use(async (context, next) =>
+        {
+            if (!endpoint.Allows(context))
+            {
+                context.Response.StatusCode = StatusCodes.Status404NotFound;
+                return;
+            }
+
+            await next(context);
+        });
+        mapMetrics(app, MetricsEndpoint.Path);
+        return app;
     }
 }

@@ -112,6 +112,8 @@ public sealed class CoordinatorGrpcServiceTests
         using var a = await ConnectAsync(host, "a", ct);
         await a.RequestStream.WriteAsync(new AgentMessage { Report = Report("a", DrbdRole.Primary) }, ct);
         await host.WaitForReportAsync("a", ct).WaitAsync(TimeSpan.FromSeconds(10), ct);
+        // the decision loop adopts the reported Primary on its own round after the report: wait for it
+        await host.WaitForEventAsync("Adopted", ct).WaitAsync(TimeSpan.FromSeconds(10), ct);
         var threshold = options.Cluster.Timings.Lease + options.Cluster.Timings.DriftMargin;
 
         host.Time.Advance(threshold - TimeSpan.FromTicks(1));

@@ -66,6 +66,22 @@ public sealed class CoordinatorTestHost : IAsyncDisposable
         }
     }
 
+    /// <summary>Completes once the event log holds an event of <paramref name="kind"/> (awaits log changes, no polling).</summary>
+    public async Task WaitForEventAsync(string kind, CancellationToken ct)
+    {
+        var log = Get<HaMesh.Coordinator.Events.IEventLog>();
+        while (true)
+        {
+            var changed = log.WaitForChangeAsync(ct);
+            if (log.List(0).Any(e => e.Record.Kind == kind))
+            {
+                return;
+            }
+
+            await changed;
+        }
+    }
+
     public T Get<T>()
         where T : notnull => App.Services.GetRequiredService<T>();
 
