@@ -17,12 +17,28 @@ namespace HaMesh.Bench;
 /// </summary>
 public static class FailoverBench
 {
-    public static async Task<int> RunAsync(int runs, double taskSeconds, CancellationToken ct)
+    /// <param name="runs">Kills, alternating a and b.</param>
+    /// <param name="taskSeconds">How long the fake OVH's move task takes.</param>
+    /// <param name="fencePeer">The fence-peer handler DRBD runs (null: the build output, framework-dependent JIT), e.g. a
+    /// Native AOT publish: <c>dotnet publish src/FencePeer -c Release -r linux-x64 -p:HaMeshAot=true -o src/FencePeer/bin/aot</c>.</param>
+    /// <param name="ct">Stops the runs.</param>
+    public static async Task<int> RunAsync(int runs, double taskSeconds, string? fencePeer, CancellationToken ct)
     {
         if (NetnsLab.WhyNot() is { } why)
         {
             Console.Error.WriteLine("failover bench: " + why);
             return 1;
+        }
+
+        if (fencePeer is not null)
+        {
+            if (!File.Exists(fencePeer))
+            {
+                Console.Error.WriteLine($"failover bench: --fence-peer {fencePeer}: no such file");
+                return 2;
+            }
+
+            Environment.SetEnvironmentVariable("HAMESH_LAB_FENCE_PEER", Path.GetFullPath(fencePeer));
         }
 
         var series = new Dictionary<string, List<double>>(StringComparer.Ordinal);
@@ -97,7 +113,8 @@ public static class FailoverBench
 
         var sb = new StringBuilder(Stats.Header("HaMesh failover latency, netns lab (coordinator + fake OVH in W, agents in A/B, client in C)"));
         sb.Append(CultureInfo.InvariantCulture, $"# timings: heartbeat {cluster.Timings.Heartbeat.TotalMilliseconds} ms, lease {cluster.Timings.Lease.TotalMilliseconds} ms, drift margin {cluster.Timings.DriftMargin.TotalMilliseconds} ms, OVH poll {cluster.Timings.OvhPollInterval.TotalMilliseconds} ms; fake OVH task {taskSeconds} s\n");
-        sb.Append("# kill = SIGKILL of the primary's agent + its DRBD stand-in marked down; DRBD/mount/systemctl are stateful stand-ins, the IP alias and routes are real\n");
+        sb.Append(CultureInfo.InvariantCulture, $"# fence-peer handler: {(fencePeer is null ? "build output (framework-dependent, JIT)" : Path.GetRelativePath(HaMesh.Testing.TestPaths.RepoRoot, Path.GetFullPath(fencePeer)))}\n");
+        sb.Append("# kill = SIGKILL of the primary's agent and its DRBD simulator daemon; DRBD is the simulator (real A↔B replication link, fencing with the real hamesh-fence-peer handler), mount/systemctl its stand-ins; the IP alias and routes are real; every gRPC link mutual TLS\n");
         foreach (var n in names)
         {
             sb.AppendLine(Stats.Row(n, series[n]));

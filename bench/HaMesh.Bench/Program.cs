@@ -25,7 +25,7 @@ Console.CancelKeyPress += (_, e) =>
 
 return args.FirstOrDefault() switch
 {
-    "failover" => await FailoverBench.RunAsync(Int("runs", 30), double.Parse(flags.GetValueOrDefault("task-seconds", "1"), CultureInfo.InvariantCulture), stop.Token),
+    "failover" => await FailoverBench.RunAsync(Int("runs", 30), double.Parse(flags.GetValueOrDefault("task-seconds", "1"), CultureInfo.InvariantCulture), flags.GetValueOrDefault("fence-peer"), stop.Token),
     "keepalived" => await KeepalivedBench.RunAsync(Int("runs", 30), stop.Token),
     "idle" => await IdleBench.RunAsync(Int("seconds", 30), flags.GetValueOrDefault("agent-env"), flags.GetValueOrDefault("aot"), stop.Token),
     "scale" => Int("failovers", 0) > 0
@@ -37,6 +37,6 @@ return args.FirstOrDefault() switch
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: hamesh-bench failover|keepalived|idle|scale|soak [--runs N] [--agents N] [--seconds N] [--failovers N] [--loss 10,30] [--minutes M]");
+    Console.Error.WriteLine("usage: hamesh-bench failover|keepalived|idle|scale|soak [--runs N] [--fence-peer PATH] [--agents N] [--seconds N] [--failovers N] [--loss 10,30] [--minutes M]");
     return 2;
 }

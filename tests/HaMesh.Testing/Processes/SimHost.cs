@@ -103,7 +103,11 @@ public sealed class SimHost : IAsyncDisposable
 
     public static string SimDll => DaemonProcess.Dll("src/Tools/DrbdSim", "hamesh-drbdsim");
 
-    public static string FencePeerHandler => Path.Combine(DaemonProcess.BuildOutput("src/FencePeer"), "hamesh-fence-peer");
+    /// <summary>The handler DRBD runs: the build output, or the file named by HAMESH_LAB_FENCE_PEER (the failover bench's --fence-peer, e.g. a Native AOT publish).</summary>
+    public static string FencePeerHandler =>
+        Environment.GetEnvironmentVariable("HAMESH_LAB_FENCE_PEER") is { Length: > 0 } custom
+            ? custom
+            : Path.Combine(DaemonProcess.BuildOutput("src/FencePeer"), "hamesh-fence-peer");
 
     /// <summary>Writes the configuration, installs the stand-ins and starts the simulator daemon (ready when this returns).</summary>
     public static async Task<SimHost> StartAsync(SimHostOptions options, CancellationToken cancellationToken)
