@@ -448,11 +448,11 @@ public sealed class ClusterSimulation
         _net.Send(Client, target, () =>
         {
             var d = _drbd.Devices[target];
-            if (_drbd.Write(d, id))
+            _drbd.Write(d, id, () =>
             {
                 _acked.Add(id);
                 _lastServedAt = _w.Now;
-            }
+            });
         });
     }
 
@@ -624,6 +624,7 @@ public sealed class ClusterSimulation
                 }
 
                 d.Role = DrbdRole.Secondary;
+                _drbd.Demoted(d);
                 d.PendingFence.Clear();
                 d.Fenced.Clear();
                 if (kind == StepKind.DeactivateDiscard)

@@ -32,7 +32,20 @@ public sealed class DrbdDevice(string node)
 
     public bool Frozen => PendingFence.Count > 0;
 
+    /// <summary>Writes on this (Primary) disk not yet complete: each waits for the peers it was sent to (volatile).</summary>
+    public List<InFlightWrite> InFlight { get; } = [];
+
     public bool Writable => Up && Role == DrbdRole.Primary && ServiceUp && !Frozen;
+}
+
+/// <summary>A protocol C write on its way: complete once every peer in <see cref="Awaiting"/> has it or is known fenced.</summary>
+public sealed class InFlightWrite(long id, Action acknowledge, IEnumerable<string> awaiting)
+{
+    public long Id { get; } = id;
+
+    public Action Acknowledge { get; } = acknowledge;
+
+    public HashSet<string> Awaiting { get; } = new(awaiting, StringComparer.Ordinal);
 }
 
 /// <summary>
@@ -46,11 +59,17 @@ public sealed class DrbdModel
     private readonly SimWorld _world;
     private readonly SimNetwork _net;
     private readonly HashSet<(string, string)> _connected = [];
+    // A new number per connection: a replication message or ack sent on an earlier connection is never applied.
+    private readonly Dictionary<(string, string), long> _connections = [];
+    // Replication delays on their own stream, so the other random draws (and so every regression seed's faults) stay as they were.
+    private readonly Random _linkDelays;
+    private long _connectionIds;
 
     public DrbdModel(SimWorld world, SimNetwork net, IEnumerable<string> nodes)
     {
         _world = world;
         _net = net;
+        _linkDelays = new Random(world.Seed ^ 0x5EED_D8BD);
         foreach (var n in nodes)
         {
             Devices[n] = new DrbdDevice(n);
@@ -109,28 +128,60 @@ public sealed class DrbdModel
         {
             d.Fenced.Add(peer);
             _world.Trace("drbd", $"{d.Node}: {peer} fenced, I/O resumes" + (d.Frozen ? " (still frozen for others)" : ""));
+            ResolveAll(d, peer);   // the frozen writes complete without the fenced peer
         }
     }
 
-    /// <summary>Protocol C write on <paramref name="d"/>: on its disk and every connected peer's disk before it completes.</summary>
-    public bool Write(DrbdDevice d, long id)
+    /// <summary>
+    /// Protocol C write on <paramref name="d"/>: on its own disk at once, sent to every connected peer over the
+    /// replication link; <paramref name="acknowledge"/> runs when every one of them has it, or, for a peer whose
+    /// link broke meanwhile, once that peer is fenced. A write still in flight when the node crashes or demotes
+    /// is never acknowledged (DRBD fails it; a real frozen primary cannot even unmount).
+    /// </summary>
+    public bool Write(DrbdDevice d, long id, Action acknowledge)
     {
+        ArgumentNullException.ThrowIfNull(acknowledge);
         if (!d.Writable)
         {
             return false;
         }
 
         d.Data.Add(id);
-        foreach (var p in Devices.Values.Where(p => p != d && Connected(d.Node, p.Node)))
+        var peers = Devices.Values.Where(p => p != d && Connected(d.Node, p.Node)).ToList();
+        if (peers.Count == 0)
         {
-            p.Data.Add(id);
+            acknowledge();   // no connected peer: every disconnected one is fenced (else I/O would be frozen)
+            return true;
+        }
+
+        var write = new InFlightWrite(id, acknowledge, peers.Select(p => p.Node));
+        d.InFlight.Add(write);
+        foreach (var p in peers)
+        {
+            var connection = _connections[Key(d.Node, p.Node)];
+            OverLink(d.Node, p.Node, connection, () =>
+            {
+                p.Data.Add(id);
+                OverLink(p.Node, d.Node, connection, () => Resolve(d, write, p.Node));
+            });
         }
 
         return true;
     }
 
+    /// <summary>The node stopped being Primary (demoted): its writes in flight fail, none is acknowledged.</summary>
+    public void Demoted(DrbdDevice d)
+    {
+        if (d.InFlight.Count > 0)
+        {
+            _world.Trace("drbd", $"{d.Node}: {d.InFlight.Count} writes in flight fail (demoted)");
+            d.InFlight.Clear();
+        }
+    }
+
     public void Crash(DrbdDevice d)
     {
+        d.InFlight.Clear();
         d.Up = false;
         d.Role = DrbdRole.Secondary;
         d.ServiceUp = false;
@@ -142,6 +193,11 @@ public sealed class DrbdModel
 
     private void Disconnected(DrbdDevice d, DrbdDevice peer)
     {
+        if (d.Fenced.Contains(peer.Node))
+        {
+            ResolveAll(d, peer.Node);   // known fenced already: its writes complete without it
+        }
+
         if (d.Role != DrbdRole.Primary || d.Fenced.Contains(peer.Node) || d.PendingFence.Contains(peer.Node) || !d.Up)
         {
             return;
@@ -195,9 +251,19 @@ public sealed class DrbdModel
         }
 
         _connected.Add(Key(a.Node, b.Node));
+        _connections[Key(a.Node, b.Node)] = ++_connectionIds;
         if (!target.Data.SetEquals(source.Data))
         {
             target.Data = [.. source.Data];
+        }
+
+        // writes that were frozen waiting for this peer: the resync brought them to it (DRBD resends its transfer log)
+        foreach (var (x, y) in new[] { (a, b), (b, a) })
+        {
+            foreach (var w in x.InFlight.Where(w => w.Awaiting.Contains(y.Node) && y.Data.Contains(w.Id)).ToList())
+            {
+                Resolve(x, w, y.Node);
+            }
         }
 
         // the sync target takes the source's disk state (an Outdated source leaves both Outdated)
@@ -211,6 +277,39 @@ public sealed class DrbdModel
         }
 
         _world.Trace("drbd", $"{a.Node}-{b.Node} connected; {target.Node} synced from {source.Node} ({source.Data.Count} writes)");
+    }
+
+    /// <summary>A replication message on one connection: lost with a partition (the link then breaks), never applied on a later connection.</summary>
+    private void OverLink(string from, string to, long connection, Action deliver)
+    {
+        if (_net.Blocked(from, to))
+        {
+            return;
+        }
+
+        _world.After(SimWorld.Ms(0.2 + (_linkDelays.NextDouble() * 2.8)), () =>
+        {
+            if (!_net.Blocked(from, to) && _connections.GetValueOrDefault(Key(from, to)) == connection && Connected(from, to))
+            {
+                deliver();
+            }
+        });
+    }
+
+    private static void Resolve(DrbdDevice d, InFlightWrite w, string peer)
+    {
+        if (w.Awaiting.Remove(peer) && w.Awaiting.Count == 0 && d.InFlight.Remove(w))
+        {
+            w.Acknowledge();
+        }
+    }
+
+    private static void ResolveAll(DrbdDevice d, string peer)
+    {
+        foreach (var w in d.InFlight.Where(w => w.Awaiting.Contains(peer)).ToList())
+        {
+            Resolve(d, w, peer);
+        }
     }
 
     private void SplitBrain(DrbdDevice a, DrbdDevice b, string why)
