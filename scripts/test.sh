@@ -31,10 +31,23 @@ def counts(path, status):
     if status != "0" and failed == 0:
         failed = 1  # the runner failed without a failing test (crash, abort, no summary): never report green
     return passed, failed, skipped
-# The names of failed tests, repeated next to the summary so a truncated CI log still shows them.
+# The names of failed tests and the gist of why (the message lines, not the stack), repeated next to
+# the summary so a CI log that keeps only its tail still says what broke.
 for path in (sys.argv[1], sys.argv[3]):
-    for name in re.findall(r"^failed (\S+)", open(path, encoding="utf-8", errors="replace").read(), re.M):
-        print(f"FAILED {name}")
+    lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"^failed (\S+)", line)
+        if not m:
+            continue
+        why = []
+        for detail in lines[i + 1:i + 40]:
+            text = detail.strip()
+            if re.match(r"^(failed|passed|skipped) \S+", detail) or text.startswith("Test run"):
+                break
+            if text and not text.startswith("at ") and not text.startswith("---") and text not in ("Stack Trace:", "Error Message:"):
+                why.append(text)
+        gist = " | ".join(why)
+        print(f"FAILED {m.group(1)}: {gist[:1500]}")
 a = counts(sys.argv[1], sys.argv[2])
 b = counts(sys.argv[3], sys.argv[4])
 print(f"{a[0] + b[0]} passed, {a[1] + b[1]} failed, {a[2] + b[2]} skipped")

@@ -50,9 +50,12 @@ public sealed class AgentOnSimulatorTests : IAsyncLifetime
         await SimHost.InitialSyncAsync(simA, simB, Ct);
 
         var options = TestConfig.TwoNodes(coordinatorAddress: $"http://127.0.0.1:{coordinatorPort}");
-        options.Cluster.Timings.Lease = TimeSpan.FromSeconds(4);   // wide enough for a loaded CI machine
+        // Wide enough for a loaded 2-core CI machine running several of these clusters at once: an old primary
+        // has drift margin + self-fence deadline (5 s) after its lease to step down before its peer's promotion
+        // gives up waiting for it.
+        options.Cluster.Timings.Lease = TimeSpan.FromSeconds(6);
         options.Cluster.Timings.DriftMargin = TimeSpan.FromSeconds(1);
-        options.Cluster.Timings.SelfFenceDeadline = TimeSpan.FromSeconds(2);   // four stand-in processes under CI load
+        options.Cluster.Timings.SelfFenceDeadline = TimeSpan.FromSeconds(4);
         options.Coordinator.Listen = $"http://127.0.0.1:{coordinatorPort}";
         options.Coordinator.StorePath = Path.Combine(_dir, "coordinator.db");
         options.Nodes[0].AgentAddress = $"http://127.0.0.1:{agentA}";
@@ -87,6 +90,12 @@ public sealed class AgentOnSimulatorTests : IAsyncLifetime
         _owned.Add(new Disposer(channel.Dispose));
         return new AgentService.AgentServiceClient(channel);
     }
+
+    /// <summary>What both agents decided (their own log lines, not the framework's), for a failure message that says why.</summary>
+    private static string Decisions(Cluster c) =>
+        string.Join(" | ", new[] { c.AgentA, c.AgentB }.SelectMany(d => d.Output.Split('\n')
+            .Where(l => l.Contains(": HaMesh.", StringComparison.Ordinal) && !l.Contains("CoordinatorLink", StringComparison.Ordinal))
+            .TakeLast(8).Select(l => d.Name + " " + l.Trim())));
 
     private static PromoteRequest Promote(ulong generation) => new() { Resource = "db", Generation = generation, Reason = "test", OperationId = "op-" + generation };
 
@@ -150,7 +159,7 @@ public sealed class AgentOnSimulatorTests : IAsyncLifetime
         // no more meanwhile, so a (no coordinator) loses its lease and self-fences before b touches DRBD.
         var result = await c.B.PromoteAsync(Promote(2), cancellationToken: Ct);
 
-        Assert.True(result.Success, result.ToString());
+        Assert.True(result.Success, $"{result.Message} | {Decisions(c)}");
         Assert.Empty(c.SimA.ActiveServices());
         Assert.StartsWith("Secondary", (await c.SimA.RunAsync(Ct, "drbdadm", "role", SimHost.Resource)).Stdout, StringComparison.Ordinal);
         Assert.Equal(["postgresql.service"], c.SimB.ActiveServices());
