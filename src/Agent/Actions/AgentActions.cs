@@ -5,6 +5,7 @@ using HaMesh.Agent.Reporting;
 using HaMesh.Agent.State;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Configuration;
+using HaMesh.Shared.Core;
 using Microsoft.Extensions.Options;
 
 namespace HaMesh.Agent.Actions;
@@ -122,17 +123,11 @@ public sealed partial class AgentActions(
         // never while a promotion of this node is agreed; a grant promises no promotion for lease + drift margin.
         lock (_promiseLock)
         {
-            if (role == DrbdRole.Primary)
+            var promoting = _promoting.TryGetValue(request.Resource, out var promotion);
+            var state = role == DrbdRole.Primary ? GrantorState.Primary : promoting ? GrantorState.Promoting : GrantorState.Secondary;
+            if (GrantorRule.Refusal(_options.Agent.Node, state, promoting ? promotion : mine, request.Generation) is { } refusal)
             {
-                response.Reason = $"{_options.Agent.Node} is Primary itself";
-            }
-            else if (_promoting.TryGetValue(request.Resource, out var promoting))
-            {
-                response.Reason = string.Create(CultureInfo.InvariantCulture, $"{_options.Agent.Node} is being promoted itself (generation {promoting})");
-            }
-            else if (request.Generation < mine)
-            {
-                response.Reason = string.Create(CultureInfo.InvariantCulture, $"stale generation {request.Generation} < {mine}");
+                response.Reason = refusal;
             }
             else
             {

@@ -179,28 +179,26 @@ public sealed class AgentCore
     {
         _lastPeerContact = now;
         _voteReported = false;
-        string reason;
-        if (Phase != AgentPhase.Secondary)
+        var state = Phase switch
         {
-            reason = Fmt($"{Node} is {Phase} itself");
-        }
-        else if (requesterGeneration < Generation)
+            AgentPhase.Secondary => GrantorState.Secondary,
+            AgentPhase.AwaitingLease or AgentPhase.Activating => GrantorState.Promoting,
+            AgentPhase.Primary => GrantorState.Primary,
+            _ => GrantorState.Deactivating,
+        };
+        if (GrantorRule.Refusal(Node, state, Generation, requesterGeneration) is { } reason)
         {
-            reason = Fmt($"stale generation {requesterGeneration} < {Generation}");
-        }
-        else
-        {
-            var until = now + Timings.Promise;
-            if (_promiseUntil is not { } p || until > p)
-            {
-                _promiseUntil = until;
-                _promisedTo = requester;
-            }
-
-            return [new AgentEffect.SendLeaseReply(requester, sequence, true, Generation, "")];
+            return [new AgentEffect.SendLeaseReply(requester, sequence, false, Generation, reason)];
         }
 
-        return [new AgentEffect.SendLeaseReply(requester, sequence, false, Generation, reason)];
+        var until = now + Timings.Promise;
+        if (_promiseUntil is not { } p || until > p)
+        {
+            _promiseUntil = until;
+            _promisedTo = requester;
+        }
+
+        return [new AgentEffect.SendLeaseReply(requester, sequence, true, Generation, "")];
     }
 
     /// <summary>A command arrived (from the coordinator, or from the primary peer for a fence-peer outdate).</summary>
