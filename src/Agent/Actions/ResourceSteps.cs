@@ -76,7 +76,7 @@ public sealed class ResourceSteps(HaMeshOptions options, ICommandRunner runner, 
         Spec(_cmd.Drbdadm, ["outdate", r.DrbdResource]),
         null);
 
-    /// <summary>Runs one step: check, command, re-check. Never throws for a failing command: the result says what failed.</summary>
+    /// <summary>Runs one step: check, command, and after a failed command the check again. Never throws for a failing command: the result says what failed.</summary>
     public async Task<StepResult> RunAsync(ResourceStep step, CancellationToken ct)
     {
         var start = time.GetTimestamp();
@@ -93,6 +93,13 @@ public sealed class ResourceSteps(HaMeshOptions options, ICommandRunner runner, 
             result.ExitCode = run.ExitCode;
             result.Stderr = run.StandardError.Trim();
             result.Outcome = run.Succeeded || step.AlreadyDone?.Invoke(run) == true ? StepOutcome.Done : StepOutcome.Failed;
+            if (result.Outcome == StepOutcome.Failed && await step.IsDone(ct))
+            {
+                // The command failed but what it is for is so (another hand, e.g. a self-fence, got there between the
+                // check and the command): the step is done; exit code and stderr stay in the result as evidence.
+                result.Outcome = StepOutcome.Already;
+            }
+
             if (result.Outcome == StepOutcome.Failed && DrbdadmOutputParser.Error(run.StandardError, run.ExitCode) is { StateChangeCode: not null } refusal)
             {
                 result.Stderr = $"{refusal}; {result.Stderr}";

@@ -124,6 +124,42 @@ public sealed class AgentActionsTests : IDisposable
     }
 
     [Fact]
+    public async Task Demote_StepUndoneByAnotherHandMeanwhile_CommandFails_RecheckShowsItDone_DemoteGoesOn()
+    {
+        // A self-fence (or an operator) removes the alias between the step's check and its command: 'ip addr del'
+        // then fails with "Cannot assign requested address", but what the step is for is so; the check after the
+        // command says it, and the demote goes on instead of stopping half-way with services still running.
+        await Promote(4);
+        _node.Log.Clear();
+        const string del = "ip addr del 203.0.113.10/32 dev eth0";
+        _node.BeforeChange = line =>
+        {
+            if (line == del)
+            {
+                _node.Ips.Clear();
+            }
+        };
+        _node.Failures[del] = (2, "RTNETLINK answers: Cannot assign requested address");
+
+        var result = await Demote(4);
+
+        Assert.True(result.Success, result.Message);
+        var ip = result.Steps[0];
+        Assert.Equal((StepOutcome.Already, 2), (ip.Outcome, ip.ExitCode));
+        Assert.Contains("Cannot assign requested address", ip.Stderr);
+        Assert.Equal([del, "systemctl stop app.service", "systemctl stop postgresql.service", "umount /srv/db", "drbdadm secondary r0"], _node.Log);
+        Assert.Equal("Secondary", _node.Role);
+    }
+
+    [Fact]
+    public async Task Promote_DrbdRefuses_RecheckStillNotPrimary_StepFails()
+    {
+        _node.Failures["drbdadm primary r0"] = (11, "r0: State change failed: (-1) Multiple primaries not allowed by config");
+        var result = await Promote(2);
+        Assert.Equal(StepOutcome.Failed, result.Steps.Single().Outcome);
+    }
+
+    [Fact]
     public async Task DuplicateConcurrentPromote_JoinsTheRunningOne()
     {
         _node.Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
