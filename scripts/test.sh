@@ -44,7 +44,7 @@ for path in (sys.argv[1], sys.argv[3]):
             text = detail.strip()
             if re.match(r"^(failed|passed|skipped) \S+", detail) or text.startswith("Test run"):
                 break
-            if text and not text.startswith("at ") and not text.startswith("---") and text not in ("Stack Trace:", "Error Message:"):
+            if text and not text.startswith(("at ", "---", "from /")) and text not in ("Stack Trace:", "Error Message:"):
                 why.append(text)
         gist = " | ".join(why)
         print(f"FAILED {m.group(1)}: {gist[:1500]}")

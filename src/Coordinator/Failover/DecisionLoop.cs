@@ -168,7 +168,7 @@ public sealed partial class DecisionLoop(
 
     private async Task<bool> RunAsync(OperationSlot slot, Decision decision, long detectedAt, CancellationToken ct) => decision switch
     {
-        Decision.Adopt a => Adopt(a) && (await executor.PromoteStepAsync(a.Resource, a.Node, 1, "adopted: tell the agent its generation (every step is already done)", false, slot.Id, ct)).Ok,
+        Decision.Adopt a => Adopt(a) && (await executor.PromoteStepAsync(a.Resource, a.Node, a.Generation, "adopted: tell the agent its generation (every step is already done)", false, slot.Id, ct)).Ok,
         Decision.Failover f => await FailoverAsync(slot, f, detectedAt, ct),
         Decision.EnsurePrimary e => (await executor.PromoteStepAsync(e.Resource, e.Node, e.Generation, e.Reason, false, slot.Id, ct)).Ok,
         Decision.MoveIp m => (await executor.MoveAndVerifyAsync(m.Resource, m.Node, m.Generation, m.Ip, null, ct)).Kind == MoveResultKind.Verified,
@@ -181,9 +181,9 @@ public sealed partial class DecisionLoop(
 
     private bool Adopt(Decision.Adopt a)
     {
-        var generation = store.AdvanceGeneration(a.Resource, 0, a.Node, new EventRecord("Adopted", a.Reason, a.Resource, a.Node), isFailover: false);
+        var generation = store.AdvanceGeneration(a.Resource, 0, a.Node, new EventRecord("Adopted", a.Reason, a.Resource, a.Node), isFailover: false, to: a.Generation);
         Log.Decided(logger, a.Resource, "Adopt", a.Reason);
-        return generation == 1;
+        return generation == a.Generation;
     }
 
     private Task<bool> FailoverAsync(OperationSlot slot, Decision.Failover f, long detectedAt, CancellationToken ct)

@@ -120,15 +120,21 @@ public sealed class SqliteStore : IEventLog, IDisposable
     /// <paramref name="primaryNode"/> as the intended primary, and records the event in the same
     /// transaction. Returns the new generation once it is durable; throws if the generation moved on.
     /// When <c>operation</c> is given, the in-flight operation is recorded in the same transaction (with the
-    /// new generation), so a restart always finds it.
+    /// new generation), so a restart always finds it. <paramref name="to"/> (above expected) moves further than + 1:
+    /// an adoption under agents that persisted higher generations than this store knows.
     /// </summary>
-    public ulong AdvanceGeneration(string resource, ulong expected, string primaryNode, EventRecord record, bool isFailover, OperationRecord? operation = null) =>
-        AdvanceGenerationWithEvent(resource, expected, primaryNode, record, isFailover, operation).Generation;
+    public ulong AdvanceGeneration(string resource, ulong expected, string primaryNode, EventRecord record, bool isFailover, OperationRecord? operation = null, ulong? to = null) =>
+        AdvanceGenerationWithEvent(resource, expected, primaryNode, record, isFailover, operation, to).Generation;
 
     /// <summary><see cref="AdvanceGeneration"/>, also returning the stored event (its sequence lets a client follow the operation).</summary>
-    public (ulong Generation, StoredEvent Event) AdvanceGenerationWithEvent(string resource, ulong expected, string primaryNode, EventRecord record, bool isFailover, OperationRecord? operation = null)
+    public (ulong Generation, StoredEvent Event) AdvanceGenerationWithEvent(string resource, ulong expected, string primaryNode, EventRecord record, bool isFailover, OperationRecord? operation = null, ulong? to = null)
     {
         ArgumentNullException.ThrowIfNull(record);
+        if (to is { } target && target <= expected)
+        {
+            throw new ArgumentOutOfRangeException(nameof(to), target, $"generation of '{resource}' may only go up (from {expected})");
+        }
+
         StoredEvent stored;
         ulong next;
         lock (_lock)
@@ -140,7 +146,7 @@ public sealed class SqliteStore : IEventLog, IDisposable
                 throw new InvalidOperationException($"generation of '{resource}' is {current}, expected {expected}");
             }
 
-            next = current + 1;
+            next = to ?? current + 1;
             var now = _time.GetUtcNow();
             Exec(_db, """
                 INSERT INTO resources(name, generation, primary_node, maintenance, last_failover_ms) VALUES ($r, $g, $p, 0, $f)

@@ -555,8 +555,8 @@ public sealed class CoordinatorCore
                 // Adopt, then tell the node its generation with an idempotent Promote (it is Primary already) and check the IP.
                 var decisionId = ++_ids;
                 Event(fx, "Adopted", a.Resource, a.Reason, decisionId);
-                var op = new OperationRecord(decisionId, OperationKind.EnsurePrimary, a.Node, 1, OperationStage.Promoting, decisionId, now);
-                Save(rec with { Generation = 1, Primary = a.Node, Operation = op }, fx);
+                var op = new OperationRecord(decisionId, OperationKind.EnsurePrimary, a.Node, a.Generation, OperationStage.Promoting, decisionId, now);
+                Save(rec with { Generation = a.Generation, Primary = a.Node, Operation = op }, fx);
                 Begin(now, a.Resource, op, fx);
                 break;
             }

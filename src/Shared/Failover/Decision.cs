@@ -7,8 +7,13 @@ public abstract record Decision(string Resource, string Reason)
     /// <summary>Nothing to do now, and why. <c>FailoverBlocked</c>: the primary is gone but no node may take over (outdated, not UpToDate, StandAlone...), an operator must act.</summary>
     public sealed record Hold(string Resource, string Reason, bool FailoverBlocked = false) : Decision(Resource, Reason);
 
-    /// <summary>Record the node that is already Primary as the resource's primary at generation 1 (a cluster's first start).</summary>
-    public sealed record Adopt(string Resource, string Node, string Reason) : Decision(Resource, Reason);
+    /// <summary>
+    /// Record the node that is already Primary as the resource's primary (a cluster's first start, or a coordinator whose
+    /// store was lost) at <see cref="Generation"/>: 1 on a new cluster, otherwise one above every generation the nodes
+    /// report, so the agents (which refuse a generation below the one they persisted) accept it and every command of an
+    /// earlier coordinator is stale.
+    /// </summary>
+    public sealed record Adopt(string Resource, string Node, ulong Generation, string Reason) : Decision(Resource, Reason);
 
     /// <summary>Quorum agrees the primary is gone: persist generation <see cref="NewGeneration"/> with <see cref="To"/> as primary, then promote it and move the IP.</summary>
     public sealed record Failover(string Resource, string From, string To, ulong NewGeneration, string Reason) : Decision(Resource, Reason);

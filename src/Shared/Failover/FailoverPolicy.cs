@@ -93,7 +93,7 @@ public static class FailoverPolicy
 
         if (r.Generation == 0 || r.Primary.Length == 0)
         {
-            return [Bootstrap(r, primaries)];
+            return [Bootstrap(r, primaries, fresh)];
         }
 
         var decisions = new List<Decision>();
@@ -117,11 +117,23 @@ public static class FailoverPolicy
         return decisions;
     }
 
-    private static Decision Bootstrap(ResourceFacts r, List<NodeFacts> primaries) => primaries.Count == 1
-        ? new Decision.Adopt(r.Resource, primaries[0].Node, $"no primary recorded yet; {primaries[0].Node} is DRBD Primary: adopting it at generation 1")
-        : new Decision.Hold(r.Resource, primaries.Count == 0
-            ? "no primary recorded and no node is DRBD Primary: make one primary (hameshctl switchover / promote --force)"
-            : "no primary recorded and several nodes are DRBD Primary: operator needed");
+    private static Decision Bootstrap(ResourceFacts r, List<NodeFacts> primaries, List<NodeFacts> fresh)
+    {
+        if (primaries.Count != 1)
+        {
+            return new Decision.Hold(r.Resource, primaries.Count == 0
+                ? "no primary recorded and no node is DRBD Primary: make one primary (hameshctl switchover / promote --force)"
+                : "no primary recorded and several nodes are DRBD Primary: operator needed");
+        }
+
+        // A store that starts empty under agents that ran before (a lost or rebuilt witness) must not go back to 1:
+        // the agents refuse generations below the ones they persisted.
+        var seen = fresh.Max(n => n.For(r.Resource)?.Generation ?? 0);
+        var generation = seen + 1;
+        return new Decision.Adopt(r.Resource, primaries[0].Node, generation, seen == 0
+            ? string.Create(CultureInfo.InvariantCulture, $"no primary recorded yet; {primaries[0].Node} is DRBD Primary: adopting it at generation 1")
+            : string.Create(CultureInfo.InvariantCulture, $"no primary recorded (new store); {primaries[0].Node} is DRBD Primary and the nodes report generations up to {seen}: adopting it at generation {generation}"));
+    }
 
     private static IEnumerable<Decision> SplitBrain(ResourceFacts r, List<NodeFacts> fresh, List<Decision> already)
     {

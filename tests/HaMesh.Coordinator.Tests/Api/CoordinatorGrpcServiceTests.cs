@@ -1,5 +1,6 @@
 using Grpc.Core;
 using HaMesh.Coordinator.Membership;
+using HaMesh.Coordinator.Store;
 using HaMesh.Protocol.V1;
 using HaMesh.Testing;
 using HaMesh.Testing.Hosts;
@@ -125,6 +126,20 @@ public sealed class CoordinatorGrpcServiceTests
         Assert.Equal(Reachability.Unreachable, after.Nodes.Single(n => n.Node == "a").Reachability);
         Assert.Equal(threshold, after.Nodes.Single(n => n.Node == "a").LastReportAge.ToTimeSpan());
         Assert.Equal("a", after.Resources.Single().PrimaryNode); // the recorded primary (adopted), reachable or not
+    }
+
+    [Fact]
+    public async Task Adopt_NewStore_AgentReportsGeneration7_RecordedAt8()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var host = await CoordinatorTestHost.StartAsync(TestConfig.TwoNodes());
+        using var a = await ConnectAsync(host, "a", ct);
+        await a.RequestStream.WriteAsync(new AgentMessage { Report = Report("a", DrbdRole.Primary, generation: 7) }, ct);
+
+        await host.WaitForEventAsync("Adopted", ct).WaitAsync(TimeSpan.FromSeconds(10), ct);
+
+        var record = host.Get<SqliteStore>().GetResource("db");
+        Assert.Equal((8UL, "a"), (record.Generation, record.PrimaryNode));
     }
 
     [Fact]

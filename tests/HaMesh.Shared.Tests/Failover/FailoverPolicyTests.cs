@@ -183,7 +183,21 @@ public sealed class FailoverPolicyTests
     {
         var v = new ViewBuilder().Node("a", 99.9, DrbdRole.Primary, generation: 0).Node("b", 99.9, generation: 0);
         v.Resource = v.Resource with { Generation = 0, Primary = "" };
-        Assert.Equal("a", Assert.IsType<Decision.Adopt>(v.Single(100)).Node);
+        var adopt = Assert.IsType<Decision.Adopt>(v.Single(100));
+        Assert.Equal(("a", 1UL), (adopt.Node, adopt.Generation));
+    }
+
+    [Fact]
+    public void Decide_NewStoreUnderAgentsThatRanBefore_AdoptsAboveEveryReportedGeneration()
+    {
+        // The witness was rebuilt (store lost): the agents persisted 7 and 9 and refuse anything lower, so adopting at 1
+        // would leave the cluster with a primary no command could reach. One above the highest: every command of the
+        // old coordinator is stale from now on.
+        var v = new ViewBuilder().Node("a", 99.9, DrbdRole.Primary, generation: 7).Node("b", 99.9, generation: 9);
+        v.Resource = v.Resource with { Generation = 0, Primary = "" };
+        var adopt = Assert.IsType<Decision.Adopt>(v.Single(100));
+        Assert.Equal(("a", 10UL), (adopt.Node, adopt.Generation));
+        Assert.Contains("generations up to 9", adopt.Reason, StringComparison.Ordinal);
     }
 
     [Fact]
