@@ -83,6 +83,16 @@ public sealed class RegressionSeedTests
         Assert.True(r.Violation is null, r.Report);
     }
 
+    /// <summary>
+    /// 2 nodes: the Primary a lost b, fenced it and wrote on; an operator force-promoted b while apart (it wrote nothing) and
+    /// it stepped down again. The DRBD model resynced b from a because b's data was a subset, leaving both Outdated and no node
+    /// promotable (liveness). Real DRBD made a new current UUID on both sides (a on resuming after the fence, b on promote):
+    /// a split-brain, both StandAlone, the SplitBrain event; the recorded primary b comes back. Fix: the model's handshake
+    /// compares generation UUIDs (current, bitmap per peer, history) as drbd_uuid_compare does (DrbdModelTests).
+    /// </summary>
+    [Fact]
+    public void ForcedPromotionWithoutWrites_BothSidesMovedOn_SplitBrain_NotAResyncToBothOutdated() => AssertHolds(867, 2);
+
     private static void AssertHolds(int seed, int nodes)
     {
         var r = ClusterSimulation.Run(seed, new SimOptions { Nodes = nodes });

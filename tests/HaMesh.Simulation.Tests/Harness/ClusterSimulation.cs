@@ -234,7 +234,7 @@ public sealed class ClusterSimulation
         $"seed {_w.Seed} ({_o.Nodes} nodes): {_violation}\nstate: {Describe()}\n--- key events ---\n{string.Join('\n', _w.KeyLines.TakeLast(150))}\n--- last {_o.TraceTail} trace lines ---\n{_w.Tail()}";
 
     private string Describe() => string.Join("; ", _drbd.Devices.Values.Select(d =>
-        $"{d.Node}: {(d.Up ? "up" : "down")} {d.Role} {d.Disk}{(d.Frozen ? " frozen" : "")}{(d.StandAlone ? " StandAlone" : "")} writes={d.Data.Count} gen={_agents[d.Node].Core?.Generation} phase={_agents[d.Node].Core?.Phase}"))
+        $"{d.Node}: {(d.Up ? "up" : "down")} {d.Role} {d.Disk}{(d.Frozen ? " frozen" : "")}{(d.StandAlone ? " StandAlone" : "")} writes={d.Data.Count} uuid={d.CurrentUuid:X} gen={_agents[d.Node].Core?.Generation} phase={_agents[d.Node].Core?.Phase}"))
         + Fmt($"; coordinator {(_coord.Core is null ? "down" : "up")} primary={_coord.Durable.GetValueOrDefault(Resource)?.Primary} gen={_coord.Durable.GetValueOrDefault(Resource)?.Generation} outdated=[{string.Join(",", _coord.Durable.GetValueOrDefault(Resource)?.Outdated.Keys ?? [])}]; routedTo={_ovh.RoutedTo.GetValueOrDefault(Ip)}; blocked={_net.Describe()}");
 
     // ---------------------------------------------------------------- faults

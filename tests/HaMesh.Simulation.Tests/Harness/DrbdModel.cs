@@ -2,7 +2,10 @@ using HaMesh.Protocol.V1;
 
 namespace HaMesh.Simulation.Tests.Harness;
 
-/// <summary>One node's DRBD device. <see cref="Data"/> and <see cref="Disk"/> are on disk (survive a crash); the rest is volatile.</summary>
+/// <summary>
+/// One node's DRBD device. <see cref="Data"/>, <see cref="Disk"/> and the generation UUIDs (<see cref="CurrentUuid"/>,
+/// <see cref="BitmapUuids"/>, <see cref="HistoryUuids"/>) are on disk (survive a crash); the rest is volatile.
+/// </summary>
 public sealed class DrbdDevice(string node)
 {
     public string Node { get; } = node;
@@ -15,6 +18,24 @@ public sealed class DrbdDevice(string node)
 
     /// <summary>The writes on this disk (ids).</summary>
     public HashSet<long> Data { get; set; } = [];
+
+    /// <summary>DRBD's current UUID: the generation of the data on this disk (meta data, survives a crash).</summary>
+    public ulong CurrentUuid { get; set; }
+
+    /// <summary>
+    /// DRBD 9's bitmap UUID per peer: the current UUID this disk had when it last was in sync with that peer, set
+    /// when this disk moved on to a new current UUID without it (0: no change since). Meta data.
+    /// </summary>
+    public Dictionary<string, ulong> BitmapUuids { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Earlier current UUIDs, newest first (DRBD 9 keeps HISTORY_UUIDS = 32). Meta data.</summary>
+    public List<ulong> HistoryUuids { get; } = [];
+
+    /// <summary>
+    /// DRBD's NEW_CUR_UUID: a Primary lost a peer's copy of the data while its I/O is frozen for fencing; the new current
+    /// UUID is made when I/O resumes (volatile: a crash or demote before that drops it).
+    /// </summary>
+    public bool NewCurrentUuidArmed { get; set; }
 
     public bool ServiceUp { get; set; }
 
@@ -51,8 +72,12 @@ public sealed class InFlightWrite(long id, Action acknowledge, IEnumerable<strin
 /// <summary>
 /// DRBD protocol C between the nodes as the simulation needs it (specs/drbd.md): a write completes only
 /// when on every connected disk; a broken link freezes a Primary's I/O and runs the fence-peer handler
-/// (resource-and-stonith) until the peer is fenced; a reconnect resyncs the older disk from the newer or,
-/// when both changed, is a split-brain (both StandAlone); promote needs an UpToDate disk and no connected Primary.
+/// (resource-and-stonith) until the peer is fenced; promote needs an UpToDate disk and no connected Primary.
+/// Each disk carries DRBD's generation UUIDs (current, a bitmap UUID per peer, history): a Primary that loses a peer
+/// makes a new current UUID when its I/O resumes, a node promoted while a peer is away makes one at once (drbd_set_role,
+/// whether or not it then writes), and the connected peers take it. A reconnect compares them as drbd_uuid_compare
+/// does: the side that moved on while the other did not is the SyncSource, whatever the disk states (only an
+/// Inconsistent disk always syncs from the other); when both moved on it is a split-brain (both StandAlone).
 /// </summary>
 public sealed class DrbdModel
 {
@@ -64,17 +89,30 @@ public sealed class DrbdModel
     // Replication delays on their own stream, so the other random draws (and so every regression seed's faults) stay as they were.
     private readonly Random _linkDelays;
     private long _connectionIds;
+    // UUIDs from a counter, not a random stream: every seed's draws stay as they were. 1 is the cluster's first generation.
+    private ulong _uuids = 1;
 
     public DrbdModel(SimWorld world, SimNetwork net, IEnumerable<string> nodes)
     {
         _world = world;
         _net = net;
         _linkDelays = new Random(world.Seed ^ 0x5EED_D8BD);
-        foreach (var n in nodes)
+        var names = nodes.ToList();
+        foreach (var n in names)
         {
-            Devices[n] = new DrbdDevice(n);
+            // the initial full sync is done: every disk is at the first generation, in sync with every peer
+            var d = new DrbdDevice(n) { CurrentUuid = _uuids };
+            foreach (var p in names.Where(p => p != n))
+            {
+                d.BitmapUuids[p] = 0;
+            }
+
+            Devices[n] = d;
         }
     }
+
+    /// <summary>DRBD 9 keeps this many history UUIDs (HISTORY_UUIDS = MAX_PEERS).</summary>
+    public const int HistoryUuidSlots = 32;
 
     public Dictionary<string, DrbdDevice> Devices { get; } = new(StringComparer.Ordinal);
 
@@ -113,9 +151,13 @@ public sealed class DrbdModel
         }
     }
 
-    /// <summary>A node became Primary: an unknown (disconnected) peer must be fenced first (DRBD 9 calls fence-peer on promote).</summary>
+    /// <summary>
+    /// A node became Primary: with a peer away it makes a new current UUID now (drbd_set_role: not connected and no bitmap
+    /// UUID yet), written or not; an unknown (disconnected) peer must be fenced first (DRBD 9 calls fence-peer on promote).
+    /// </summary>
     public void BecamePrimary(DrbdDevice d)
     {
+        NewCurrentUuidIfDiverging(d, "promoted");
         foreach (var peer in Devices.Values.Where(p => p != d && !Connected(d.Node, p.Node)))
         {
             Disconnected(d, peer);
@@ -128,6 +170,7 @@ public sealed class DrbdModel
         {
             d.Fenced.Add(peer);
             _world.Trace("drbd", $"{d.Node}: {peer} fenced, I/O resumes" + (d.Frozen ? " (still frozen for others)" : ""));
+            ResumedIo(d);
             ResolveAll(d, peer);   // the frozen writes complete without the fenced peer
         }
     }
@@ -146,6 +189,7 @@ public sealed class DrbdModel
             return false;
         }
 
+        NewCurrentUuidIfDiverging(d, "wrote");   // normally made already, when the peer was lost or on promote
         d.Data.Add(id);
         var peers = Devices.Values.Where(p => p != d && Connected(d.Node, p.Node)).ToList();
         if (peers.Count == 0)
@@ -172,6 +216,7 @@ public sealed class DrbdModel
     /// <summary>The node stopped being Primary (demoted): its writes in flight fail, none is acknowledged.</summary>
     public void Demoted(DrbdDevice d)
     {
+        d.NewCurrentUuidArmed = false;   // I/O never resumed as Primary: no new current UUID
         if (d.InFlight.Count > 0)
         {
             _world.Trace("drbd", $"{d.Node}: {d.InFlight.Count} writes in flight fail (demoted)");
@@ -182,6 +227,7 @@ public sealed class DrbdModel
     public void Crash(DrbdDevice d)
     {
         d.InFlight.Clear();
+        d.NewCurrentUuidArmed = false;
         d.Up = false;
         d.Role = DrbdRole.Secondary;
         d.ServiceUp = false;
@@ -203,7 +249,9 @@ public sealed class DrbdModel
             return;
         }
 
+        // lost contact to the peer's data as Primary: DRBD arms NEW_CUR_UUID; the UUID is made when I/O resumes
         d.PendingFence.Add(peer.Node);
+        d.NewCurrentUuidArmed = true;
         _world.Trace("drbd", $"{d.Node}: I/O frozen, fence-peer {peer.Node}");
         FencePeer?.Invoke(d.Node, peer.Node);
     }
@@ -216,37 +264,10 @@ public sealed class DrbdModel
             return;
         }
 
-        DrbdDevice? source = null;
-        DrbdDevice? target = null;
-        if (a.DiscardOnConnect || b.DiscardOnConnect)
+        var (source, target, why) = Handshake(a, b);
+        if (source is null || target is null)
         {
-            (source, target) = a.DiscardOnConnect ? (b, a) : (a, b);
-            target.DiscardOnConnect = false;
-        }
-        else if (a.Role == DrbdRole.Primary || b.Role == DrbdRole.Primary)
-        {
-            (source, target) = a.Role == DrbdRole.Primary ? (a, b) : (b, a);
-            if (!target.Data.IsSubsetOf(source.Data))
-            {
-                SplitBrain(a, b, $"{target.Node} has {target.Data.Except(source.Data).Count()} writes the Primary {source.Node} lacks");
-                return;
-            }
-        }
-        else if (a.Data.SetEquals(b.Data))
-        {
-            (source, target) = a.Disk >= b.Disk ? (a, b) : (b, a);
-        }
-        else if (a.Data.IsSubsetOf(b.Data))
-        {
-            (source, target) = (b, a);
-        }
-        else if (b.Data.IsSubsetOf(a.Data))
-        {
-            (source, target) = (a, b);
-        }
-        else
-        {
-            SplitBrain(a, b, "both changed");
+            SplitBrain(a, b, why);
             return;
         }
 
@@ -256,6 +277,8 @@ public sealed class DrbdModel
         {
             target.Data = [.. source.Data];
         }
+
+        Synced(source, target);
 
         // writes that were frozen waiting for this peer: the resync brought them to it (DRBD resends its transfer log)
         foreach (var (x, y) in new[] { (a, b), (b, a) })
@@ -276,7 +299,178 @@ public sealed class DrbdModel
             Reconnected?.Invoke(x.Node, y.Node);
         }
 
-        _world.Trace("drbd", $"{a.Node}-{b.Node} connected; {target.Node} synced from {source.Node} ({source.Data.Count} writes)");
+        _world.Trace("drbd", $"{a.Node}-{b.Node} connected; {target.Node} synced from {source.Node} ({source.Data.Count} writes; {why})");
+        foreach (var x in new[] { a, b })
+        {
+            ResumedIo(x);   // the peer is back: I/O frozen for it resumes
+        }
+    }
+
+    /// <summary>
+    /// The connect handshake (drbd_sync_handshake): who is SyncSource, or null and why it is a split-brain. An Inconsistent
+    /// disk syncs from a usable one; then the UUIDs decide (<see cref="CompareUuids"/>); at the same generation the data
+    /// and disk states do (a write in flight when the link broke; an Outdated disk takes the UpToDate one's state).
+    /// A Primary never becomes SyncTarget (rr-conflict disconnect: "I shall become SyncTarget, but I am primary!").
+    /// </summary>
+    private static (DrbdDevice? Source, DrbdDevice? Target, string Why) Handshake(DrbdDevice a, DrbdDevice b)
+    {
+        if (a.DiscardOnConnect || b.DiscardOnConnect)
+        {
+            var (s, t) = a.DiscardOnConnect ? (b, a) : (a, b);
+            t.DiscardOnConnect = false;
+            return (s, t, $"{t.Node} discards its data");
+        }
+
+        string why;
+        DrbdDevice? source;
+        if (a.Disk == DiskState.Inconsistent && b.Disk >= DiskState.Outdated)
+        {
+            (source, why) = (b, "sync target due to disk states");
+        }
+        else if (b.Disk == DiskState.Inconsistent && a.Disk >= DiskState.Outdated)
+        {
+            (source, why) = (a, "sync target due to disk states");
+        }
+        else if (CompareUuids(a, b) is { } byUuids)
+        {
+            if (byUuids.Source is null)
+            {
+                return (null, null, byUuids.Why);
+            }
+
+            (source, why) = byUuids;
+        }
+        else if (a.Role == DrbdRole.Primary || b.Role == DrbdRole.Primary)
+        {
+            var (s, t) = a.Role == DrbdRole.Primary ? (a, b) : (b, a);
+            if (!t.Data.IsSubsetOf(s.Data))
+            {
+                return (null, null, $"{t.Node} has {t.Data.Except(s.Data).Count()} writes the Primary {s.Node} lacks");
+            }
+
+            (source, why) = (s, "same generation, Primary");
+        }
+        else if (a.Data.SetEquals(b.Data))
+        {
+            (source, why) = (a.Disk >= b.Disk ? a : b, "same generation and data");
+        }
+        else if (a.Data.IsSubsetOf(b.Data) || b.Data.IsSubsetOf(a.Data))
+        {
+            (source, why) = (a.Data.IsSubsetOf(b.Data) ? b : a, "same generation, writes in flight when the link broke");
+        }
+        else
+        {
+            return (null, null, "both changed");
+        }
+
+        var target = source == a ? b : a;
+        if (target.Role == DrbdRole.Primary)
+        {
+            return (null, null, $"the Primary {target.Node} would be SyncTarget of {source.Node} ({why}): dropping connection");
+        }
+
+        return (source, target, why);
+    }
+
+    /// <summary>
+    /// drbd_uuid_compare, the rules the model can reach: null at the same current UUID; else the side that moved on from the
+    /// other's current UUID (its bitmap UUID for the peer, or a history/bitmap UUID, is the other's current) is the source;
+    /// when neither is (both moved on from a common generation, or no common one) a split-brain (Source null).
+    /// </summary>
+    private static (DrbdDevice? Source, string Why)? CompareUuids(DrbdDevice a, DrbdDevice b)
+    {
+        if (a.CurrentUuid == b.CurrentUuid)
+        {
+            return null;
+        }
+
+        foreach (var (x, y) in new[] { (a, b), (b, a) })
+        {
+            if (x.BitmapUuids.GetValueOrDefault(y.Node) == y.CurrentUuid)
+            {
+                return (x, Fmt($"{x.Node} changed since the last sync (current UUID {x.CurrentUuid:X}, bitmap UUID {y.CurrentUuid:X}), {y.Node} did not"));
+            }
+        }
+
+        foreach (var (x, y) in new[] { (a, b), (b, a) })
+        {
+            if (x.HistoryUuids.Contains(y.CurrentUuid) || x.BitmapUuids.ContainsValue(y.CurrentUuid))
+            {
+                return (x, Fmt($"{y.Node}'s current UUID {y.CurrentUuid:X} is in {x.Node}'s history (full sync)"));
+            }
+        }
+
+        var common = a.BitmapUuids.GetValueOrDefault(b.Node);
+        return (null, common != 0 && common == b.BitmapUuids.GetValueOrDefault(a.Node)
+            ? Fmt($"both changed since generation {common:X} (current UUIDs {a.Node} {a.CurrentUuid:X}, {b.Node} {b.CurrentUuid:X})")
+            : Fmt($"no common generation (current UUIDs {a.Node} {a.CurrentUuid:X}, {b.Node} {b.CurrentUuid:X})"));
+    }
+
+    /// <summary>After the (instant) resync: the target has the source's generation and UUIDs; the two are in sync with each other.</summary>
+    private void Synced(DrbdDevice source, DrbdDevice target)
+    {
+        if (target.CurrentUuid != source.CurrentUuid)
+        {
+            target.CurrentUuid = source.CurrentUuid;
+            target.HistoryUuids.Clear();
+            target.HistoryUuids.AddRange(source.HistoryUuids);
+            foreach (var n in Devices.Keys.Where(n => n != source.Node && n != target.Node))
+            {
+                target.BitmapUuids[n] = source.BitmapUuids.GetValueOrDefault(n);
+            }
+        }
+
+        source.BitmapUuids[target.Node] = 0;
+        target.BitmapUuids[source.Node] = 0;
+    }
+
+    /// <summary>I/O resumed (fenced or reconnected): an armed NEW_CUR_UUID is made now if a peer is still away.</summary>
+    private void ResumedIo(DrbdDevice d)
+    {
+        if (d.Frozen || !d.NewCurrentUuidArmed)
+        {
+            return;
+        }
+
+        d.NewCurrentUuidArmed = false;
+        if (d.Up && d.Role == DrbdRole.Primary)
+        {
+            NewCurrentUuidIfDiverging(d, "lost a peer");
+        }
+    }
+
+    /// <summary>
+    /// drbd_uuid_new_current when a peer is away and this disk has not moved on from it yet (its bitmap UUID for it is 0):
+    /// the old current UUID becomes the bitmap UUID for every absent peer and goes to the history; connected peers at the
+    /// same generation take the new one (and record the old one for the peers the Primary cannot reach).
+    /// </summary>
+    private void NewCurrentUuidIfDiverging(DrbdDevice d, string why)
+    {
+        var absent = Devices.Values.Where(p => p != d && !Connected(d.Node, p.Node)).ToList();
+        if (!absent.Any(p => d.BitmapUuids.GetValueOrDefault(p.Node) == 0))
+        {
+            return;
+        }
+
+        var old = d.CurrentUuid;
+        var fresh = ++_uuids;
+        foreach (var x in Devices.Values.Where(x => x == d || (Connected(d.Node, x.Node) && x.CurrentUuid == old)))
+        {
+            foreach (var p in absent.Where(p => p != x && x.BitmapUuids.GetValueOrDefault(p.Node) == 0))
+            {
+                x.BitmapUuids[p.Node] = old;
+            }
+
+            x.HistoryUuids.Insert(0, old);
+            if (x.HistoryUuids.Count > HistoryUuidSlots)
+            {
+                x.HistoryUuids.RemoveAt(x.HistoryUuids.Count - 1);
+            }
+
+            x.CurrentUuid = fresh;
+        }
+
+        _world.Trace("drbd", Fmt($"{d.Node}: new current UUID {fresh:X} ({why}; {string.Join(",", absent.Select(p => p.Node))} away; was {old:X})"));
     }
 
     /// <summary>A replication message on one connection: lost with a partition (the link then breaks), never applied on a later connection.</summary>
@@ -319,6 +513,8 @@ public sealed class DrbdModel
         b.StandAlone = true;
         _world.Trace("drbd", $"SPLIT-BRAIN {a.Node}-{b.Node}: {why}; both StandAlone", key: true);
     }
+
+    private static string Fmt(FormattableString s) => s.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private static (string, string) Key(string a, string b) => string.CompareOrdinal(a, b) < 0 ? (a, b) : (b, a);
 }
