@@ -154,6 +154,9 @@ public sealed class AgentOnSimulatorTests : IAsyncLifetime
     {
         var c = await StartAsync(withCoordinator: false);
         Assert.True((await c.A.PromoteAsync(Promote(1), cancellationToken: Ct)).Success);
+        // a renews with b every heartbeat from its start; once b has answered one, b's promise runs (the agents may
+        // have just started: without this b could take the Promote before any grant, and DRBD would refuse it).
+        await c.AgentB.WaitForLineAsync("AgentService/RenewLease - 200", Wait, Ct);
 
         // b granted a's lease: it holds the Promote until lease + drift margin after its last grant and grants
         // no more meanwhile, so a (no coordinator) loses its lease and self-fences before b touches DRBD.
@@ -202,6 +205,8 @@ public sealed class AgentOnSimulatorTests : IAsyncLifetime
         var c = await StartAsync(withCoordinator: true);
         var coordinator = new CoordinatorService.CoordinatorServiceClient(GrpcChannels.Create(c.Options.Coordinator.Address, c.Options.Cluster.Timings));
         Assert.True((await c.A.PromoteAsync(Promote(1), cancellationToken: Ct)).Success);
+        // The coordinator (new store) adopts a one above the generation a reports, and tells a with an idempotent Promote.
+        await c.AgentA.WaitForLineAsync("Promote db at generation 2: success=True", Wait, Ct);
         Assert.Equal(0, (await c.SimA.WriteAsync("before", "1", Ct)).ExitCode);
         var handlerRan = c.SimA.Daemon.WaitForLineAsync("fence-peer handler exit code", Wait, Ct);
 
@@ -213,7 +218,7 @@ public sealed class AgentOnSimulatorTests : IAsyncLifetime
         var events = await coordinator.ListEventsAsync(new ListEventsRequest { Resource = "db" }, cancellationToken: Ct);
         var outdated = Assert.Single(events.Events, e => e.Kind == "PeerOutdated");
         Assert.Equal("b", outdated.Node);
-        Assert.Equal(1UL, outdated.Generation);
+        Assert.Equal(2UL, outdated.Generation);
     }
 
     [Fact]
