@@ -59,7 +59,12 @@ public sealed partial class AgentActions(
 
                 var result = await RunForwardAsync(steps.Activation(resource, request.Force), ct);
                 Log.Promoted(logger, resource.Name, request.Generation, result.Success, result.Message);
-                if (!result.Success)
+                if (result.Success)
+                {
+                    // Known now, not at the next status read: from here on this node grants no lease (it is Primary).
+                    collector.NoteRole(resource.Name, DrbdRole.Primary);
+                }
+                else
                 {
                     local.SetPromoting(resource.Name, false);
                 }
@@ -101,6 +106,11 @@ public sealed partial class AgentActions(
             // Demotion never undoes itself: a half-demoted node is safer than a re-promoted one.
             var result = await RunForwardAsync(sequence, ct, undo: false);
             Log.Demoted(logger, resource.Name, request.Generation, result.Success, result.Message);
+            if (result.Success)
+            {
+                collector.NoteRole(resource.Name, DrbdRole.Secondary);
+            }
+
             return result;
         }, cancellationToken);
     }
@@ -116,7 +126,7 @@ public sealed partial class AgentActions(
     {
         ArgumentNullException.ThrowIfNull(request);
         var mine = generations.Get(request.Resource);
-        var role = collector.Latest?.Resources.FirstOrDefault(r => r.Resource == request.Resource)?.Drbd?.Role ?? DrbdRole.Unknown;
+        var role = collector.RoleOf(request.Resource);
         local.MarkPeerContact(request.Resource);
         var response = new RenewLeaseResponse { Generation = mine, Sequence = request.Sequence, Grantor = _options.Agent.Node };
         // The grantor's promise (design §4): only while Secondary, never to a requester behind our generation,

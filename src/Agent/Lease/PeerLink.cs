@@ -39,7 +39,6 @@ public sealed partial class PeerLink(
     private readonly Dictionary<string, DrbdRole> _lastRole = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Task> _peerCalls = new(StringComparer.Ordinal);
     private readonly HashSet<string> _voteReported = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, (DrbdRole Role, DateTimeOffset At)> _ownRead = new(StringComparer.Ordinal);
     private ulong? _sequenceBase;
     private ulong _sequence;
     private AgentService.AgentServiceClient? _peer;
@@ -132,11 +131,8 @@ public sealed partial class PeerLink(
             try
             {
                 // One resource at a time: this does not replace the collector's last full status (Ping, metrics).
-                var status = await collector.CollectAsync(resource.Name, ct);
-                lock (_lock)
-                {
-                    _ownRead[resource.Name] = (status.Resources.FirstOrDefault()?.Drbd?.Role ?? DrbdRole.Unknown, status.ObservedAt.ToDateTimeOffset());
-                }
+                // The collector keeps the role of every read (RoleOf), this one's too.
+                await collector.CollectAsync(resource.Name, ct);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
@@ -145,16 +141,8 @@ public sealed partial class PeerLink(
         }
     }
 
-    /// <summary>The DRBD role from the newer of the collector's last status and the loop's own read.</summary>
-    private DrbdRole RoleOf(string resource)
-    {
-        var latest = collector.Latest;
-        var fromLatest = latest?.Resources.FirstOrDefault(r => r.Resource == resource)?.Drbd?.Role ?? DrbdRole.Unknown;
-        lock (_lock)
-        {
-            return _ownRead.TryGetValue(resource, out var own) && (latest is null || own.At > latest.ObservedAt.ToDateTimeOffset()) ? own.Role : fromLatest;
-        }
-    }
+    /// <summary>The DRBD role as the agent last learnt it (the newest read, or its own promote/demote since).</summary>
+    private DrbdRole RoleOf(string resource) => collector.RoleOf(resource);
 
     /// <summary>
     /// One heartbeat for <paramref name="resource"/>: send the renewals (the peer's answer is handled when it

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using Google.Protobuf.WellKnownTypes;
 using HaMesh.Agent.Drbd;
@@ -25,6 +26,9 @@ public sealed class StatusCollector(
     // Starts from the wall clock in microseconds so a restarted agent's reports still sort after the ones it
     // sent before (the coordinator compares them with a fence request's after_report_sequence).
     private long _sequence = time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
+    // Per resource, the DRBD role this agent knows last: from the newest status built (full or one resource, by
+    // whoever asked) or from its own finished promote/demote, whichever came later (by sequence).
+    private readonly ConcurrentDictionary<string, (DrbdRole Role, ulong Sequence)> _roles = new(StringComparer.Ordinal);
 
     /// <summary>The sequence of the last report built (or being built); the next one is larger.</summary>
     public ulong CurrentSequence => (ulong)Interlocked.Read(ref _sequence);
@@ -53,6 +57,11 @@ public sealed class StatusCollector(
             status.Resources.Add(await CollectResourceAsync(resource, snapshot, status, cancellationToken));
         }
 
+        foreach (var r in status.Resources)
+        {
+            NoteRole(r.Resource, r.Drbd?.Role ?? DrbdRole.Unknown, status.Sequence);
+        }
+
         if (string.IsNullOrEmpty(onlyResource))
         {
             Latest = status;
@@ -60,6 +69,18 @@ public sealed class StatusCollector(
 
         return status;
     }
+
+    /// <summary>
+    /// The DRBD role of <paramref name="resource"/> as this agent last learnt it: from the newest read, or from its own
+    /// promote or demote finishing after that read. The lease loop and the grantor use it; a report may be older.
+    /// </summary>
+    public DrbdRole RoleOf(string resource) => _roles.TryGetValue(resource, out var r) ? r.Role : DrbdRole.Unknown;
+
+    /// <summary>This agent's own action made <paramref name="resource"/> <paramref name="role"/> (a read started before it does not override it).</summary>
+    public void NoteRole(string resource, DrbdRole role) => NoteRole(resource, role, (ulong)Interlocked.Increment(ref _sequence));
+
+    private void NoteRole(string resource, DrbdRole role, ulong sequence) =>
+        _roles.AddOrUpdate(resource, (role, sequence), (_, old) => sequence > old.Sequence ? (role, sequence) : old);
 
     /// <summary>True when DRBD on this node shows a peer of <paramref name="resource"/> connected and Primary (read now, not from the last report).</summary>
     public async Task<bool> PeerIsConnectedPrimaryAsync(ResourceOptions resource, CancellationToken cancellationToken)

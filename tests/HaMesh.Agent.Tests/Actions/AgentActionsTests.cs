@@ -208,6 +208,12 @@ public sealed class AgentActionsTests : IDisposable
     {
         await Promote(3);
         var ct = TestContext.Current.CancellationToken;
+        // Primary now (its own promote said so; no status was read since): it grants nobody.
+        var whilePrimary = await _actions.RenewLeaseAsync(new RenewLeaseRequest { Resource = "db", Generation = 3, Requester = "b" }, ct);
+        Assert.False(whilePrimary.Granted);
+        Assert.Equal("a is Primary itself", whilePrimary.Reason);
+        Assert.True((await Demote(3)).Success);
+
         var stale = await _actions.RenewLeaseAsync(new RenewLeaseRequest { Resource = "db", Generation = 2, Requester = "b" }, ct);
         Assert.False(stale.Granted);
         Assert.Contains("stale generation 2 < 3", stale.Reason);
