@@ -27,6 +27,8 @@ public sealed class AgentCore
     private MonoTime _nextHeartbeat;
     private MonoTime? _lastPeerContact;
     private MonoTime? _promiseUntil;
+    // A Promote accepted while this node's promise ran: no lease is requested (nothing is done) before then.
+    private MonoTime? _holdUntil;
     private string _promisedTo = "";
     private bool _fenceAfterActivation;
     private readonly Dictionary<string, (long Id, MonoTime Since, int Attempts)> _fences = new(StringComparer.Ordinal);
@@ -107,11 +109,21 @@ public sealed class AgentCore
     public IReadOnlyList<AgentEffect> OnTimer(MonoTime now)
     {
         var fx = new List<AgentEffect>();
+        if (_holdUntil is { } hold && now >= hold)
+        {
+            // The promise ran out: the promotion accepted during it goes on (the heartbeat below may also ask; once is enough).
+            _holdUntil = null;
+            if (Phase == AgentPhase.AwaitingLease && now < _nextHeartbeat)
+            {
+                RequestLease(now, fx);
+            }
+        }
+
         CheckLease(now, fx);
         if (now >= _nextHeartbeat)
         {
             _nextHeartbeat = now + Timings.Heartbeat;
-            if (Phase is AgentPhase.AwaitingLease or AgentPhase.Activating or AgentPhase.Primary)
+            if (Phase is AgentPhase.AwaitingLease or AgentPhase.Activating or AgentPhase.Primary && !Holding(now))
             {
                 RequestLease(now, fx);
             }
@@ -151,8 +163,9 @@ public sealed class AgentCore
             return fx;
         }
 
-        if (Phase is not (AgentPhase.AwaitingLease or AgentPhase.Activating or AgentPhase.Primary))
+        if (Phase is not (AgentPhase.AwaitingLease or AgentPhase.Activating or AgentPhase.Primary) || Holding(now))
         {
+            // While a promotion is held this node still keeps its promise to another holder: no grant, however late, counts.
             return fx;
         }
 
@@ -212,7 +225,7 @@ public sealed class AgentCore
             return fx;
         }
 
-        if (command.Kind is CommandKind.Promote or CommandKind.Agree && _promiseUntil is { } promise && now < promise && Phase == AgentPhase.Secondary)
+        if (command.Kind is CommandKind.Agree && _promiseUntil is { } promise && now < promise && Phase == AgentPhase.Secondary)
         {
             fx.Add(new AgentEffect.ReplyCommand(command, false, Fmt($"{Node} granted a lease to {_promisedTo} and promised not to take part in a promotion for {(promise - now).TotalMilliseconds:0} ms more")));
             return fx;
@@ -256,7 +269,18 @@ public sealed class AgentCore
                 _waiting.Add(command);
                 Phase = AgentPhase.AwaitingLease;
                 LeaseUntil = null;
-                RequestLease(now, fx);
+                if (_promiseUntil is { } promised && now < promised)
+                {
+                    // As the daemon does: accepted (generation persisted, renewals refused from now on), held until the
+                    // promise of the last grant runs out, so the old primary's lease has ended before this one starts.
+                    _holdUntil = promised;
+                    fx.Add(new AgentEffect.Note(Fmt($"promote at generation {Generation} held {(promised - now).TotalMilliseconds:0} ms: {Node} granted a lease to {_promisedTo}")));
+                }
+                else
+                {
+                    RequestLease(now, fx);
+                }
+
                 break;
             case CommandKind.Demote:
                 _waiting.Add(command);
@@ -423,6 +447,8 @@ public sealed class AgentCore
 
     private bool HoldsLeaseRaw(MonoTime now) => LeaseUntil is { } until && now < until;
 
+    private bool Holding(MonoTime now) => _holdUntil is { } hold && now < hold;
+
     private void ReplyAll(List<AgentEffect> fx, bool success, string message)
     {
         foreach (var c in _waiting)
@@ -436,6 +462,11 @@ public sealed class AgentCore
     private void ScheduleNext(List<AgentEffect> fx)
     {
         var next = _nextHeartbeat;
+        if (_holdUntil is { } hold && hold < next)
+        {
+            next = hold;
+        }
+
         if (LeaseUntil is { } until && Phase is AgentPhase.Activating or AgentPhase.Primary && until < next)
         {
             next = until;
