@@ -42,6 +42,17 @@ public sealed partial class AgentActions(
         var resource = _options.FindResource(request.Resource)!;
         return RunAsync(resource, "promote", request.Generation, request.Force, async ct =>
         {
+            if (local.IsSelfFencing(resource.Name))
+            {
+                // Its lease ran out and it is stopping services, unmounting, demoting: activating now would undo that
+                // half-way. Refused; the coordinator's retry finds it Secondary and promotes it afresh.
+                return new ActionResult
+                {
+                    Success = false,
+                    Message = $"{resource.Name} is self-fencing (its lease ran out): not promoting until that has finished; retry",
+                };
+            }
+
             // From here on this node grants no lease (a promotion of itself is agreed), and it acts only once
             // its last promise (lease + drift margin after its last grant) has run out (design §4).
             lock (_promiseLock)

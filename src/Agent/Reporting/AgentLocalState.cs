@@ -66,6 +66,12 @@ public sealed class AgentLocalState(TimeProvider time, Func<string, ulong>? pers
         return was;
     }
 
+    /// <summary>A self-fence of the resource is running (set by the self-fence for its whole run).</summary>
+    public void SetSelfFencing(string resource, bool running) =>
+        _entries.AddOrUpdate(resource, _ => new Entry { SelfFencing = running }, (_, e) => e with { SelfFencing = running });
+
+    public bool IsSelfFencing(string resource) => Get(resource).SelfFencing;
+
     private Entry Get(string resource) => _entries.TryGetValue(resource, out var e) ? e : Entry.Empty;
 
     private sealed record Entry
@@ -85,5 +91,7 @@ public sealed class AgentLocalState(TimeProvider time, Func<string, ulong>? pers
         public string LastError { get; init; } = "";
 
         public bool Promoting { get; init; }
+
+        public bool SelfFencing { get; init; }
     }
 }

@@ -20,6 +20,7 @@ public sealed class AgentActionsTests : IDisposable
     private readonly FakeDrbdReader _drbd = new();
     private readonly GenerationStore _generations;
     private readonly AgentActions _actions;
+    private readonly AgentLocalState _local;
     private readonly FakeTimeProvider _clock = new(new DateTimeOffset(2026, 12, 1, 12, 0, 0, TimeSpan.Zero));
     private readonly TimerSignalingTimeProvider _time;
 
@@ -30,9 +31,9 @@ public sealed class AgentActionsTests : IDisposable
         _options.Resources[0].Services = ["postgresql.service", "app.service"];
         var o = Options.Create(_options);
         _generations = new GenerationStore(o);
-        var local = new AgentLocalState(TimeProvider.System);
-        var collector = new StatusCollector(o, _drbd, _node, local, TimeProvider.System);
-        _actions = new AgentActions(o, new ResourceSteps(_options, _node, _node, TimeProvider.System), _generations, local, collector, new ReportSignal(), new NoFencing(), NullLogger<AgentActions>.Instance, _time);
+        _local = new AgentLocalState(TimeProvider.System);
+        var collector = new StatusCollector(o, _drbd, _node, _local, TimeProvider.System);
+        _actions = new AgentActions(o, new ResourceSteps(_options, _node, _node, TimeProvider.System), _generations, _local, collector, new ReportSignal(), new NoFencing(), NullLogger<AgentActions>.Instance, _time);
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
@@ -149,6 +150,19 @@ public sealed class AgentActionsTests : IDisposable
         Assert.Contains("Cannot assign requested address", ip.Stderr);
         Assert.Equal([del, "systemctl stop app.service", "systemctl stop postgresql.service", "umount /srv/db", "drbdadm secondary r0"], _node.Log);
         Assert.Equal("Secondary", _node.Role);
+    }
+
+    [Fact]
+    public async Task Promote_WhileASelfFenceRuns_RefusedNothingRun_AfterItPromotes()
+    {
+        _local.SetSelfFencing("db", true);
+        var refused = await Promote(2);
+        Assert.False(refused.Success);
+        Assert.Contains("self-fencing", refused.Message);
+        Assert.Empty(_node.Log);
+
+        _local.SetSelfFencing("db", false);
+        Assert.True((await Promote(2)).Success);
     }
 
     [Fact]
