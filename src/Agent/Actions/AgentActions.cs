@@ -68,7 +68,7 @@ public sealed partial class AgentActions(
                     await WaitForPeerToStepDownAsync(resource, request.Generation, promisedUntil, ct);
                 }
 
-                var result = await RunForwardAsync(steps.Activation(resource, request.Force), ct);
+                var result = await RunForwardAsync(steps.Activation(resource, request.Force), ct, abandonIfSelfFencing: resource.Name);
                 Log.Promoted(logger, resource.Name, request.Generation, result.Success, result.Message);
                 if (result.Success)
                 {
@@ -276,12 +276,24 @@ public sealed partial class AgentActions(
         }
     }
 
-    private async Task<ActionResult> RunForwardAsync(IReadOnlyList<ResourceStep> sequence, CancellationToken ct, bool undo = true)
+    /// <param name="sequence">The steps, in order.</param>
+    /// <param name="ct">Stops the agent.</param>
+    /// <param name="undo">Whether a failure undoes what this call did.</param>
+    /// <param name="abandonIfSelfFencing">For an activation: the resource whose self-fence, once started, stops it before its
+    /// next step (nothing is undone: the fence is taking everything down, and an activation going on would fight it).</param>
+    private async Task<ActionResult> RunForwardAsync(IReadOnlyList<ResourceStep> sequence, CancellationToken ct, bool undo = true, string? abandonIfSelfFencing = null)
     {
         var result = new ActionResult { Success = true };
         var done = new List<ResourceStep>();
         foreach (var step in sequence)
         {
+            if (abandonIfSelfFencing is { } fencing && local.IsSelfFencing(fencing))
+            {
+                result.Success = false;
+                result.Message = $"{fencing} started self-fencing (its lease ran out) before step {step.Name}: activation abandoned, the fence takes it down";
+                return result;
+            }
+
             var outcome = await steps.RunAsync(step, ct);
             result.Steps.Add(outcome);
             if (outcome.Outcome == StepOutcome.Done)

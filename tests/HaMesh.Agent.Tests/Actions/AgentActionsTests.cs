@@ -166,6 +166,26 @@ public sealed class AgentActionsTests : IDisposable
     }
 
     [Fact]
+    public async Task Promote_SelfFenceStartsDuringTheSteps_ActivationAbandonedBeforeItsNextStep_NothingUndoneByIt()
+    {
+        // The lease ran out while a slow activation ran (no grant came): the fence owns the resource from then on.
+        _node.BeforeChange = line =>
+        {
+            if (line == "systemctl start postgresql.service")
+            {
+                _local.SetSelfFencing("db", true);
+            }
+        };
+
+        var result = await Promote(2);
+
+        Assert.False(result.Success);
+        Assert.Contains("started self-fencing (its lease ran out) before step service:app.service", result.Message);
+        Assert.Equal(["drbdadm primary r0", "mount -t ext4 /dev/drbd0 /srv/db", "systemctl start postgresql.service"], _node.Log);
+        Assert.DoesNotContain(result.Steps, s => s.Outcome == StepOutcome.Undone);
+    }
+
+    [Fact]
     public async Task Promote_DrbdRefuses_RecheckStillNotPrimary_StepFails()
     {
         _node.Failures["drbdadm primary r0"] = (11, "r0: State change failed: (-1) Multiple primaries not allowed by config");
