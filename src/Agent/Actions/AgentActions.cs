@@ -42,17 +42,6 @@ public sealed partial class AgentActions(
         var resource = _options.FindResource(request.Resource)!;
         return RunAsync(resource, "promote", request.Generation, request.Force, async ct =>
         {
-            if (local.IsSelfFencing(resource.Name))
-            {
-                // Its lease ran out and it is stopping services, unmounting, demoting: activating now would undo that
-                // half-way. Refused; the coordinator's retry finds it Secondary and promotes it afresh.
-                return new ActionResult
-                {
-                    Success = false,
-                    Message = $"{resource.Name} is self-fencing (its lease ran out): not promoting until that has finished; retry",
-                };
-            }
-
             // From here on this node grants no lease (a promotion of itself is agreed), and it acts only once
             // its last promise (lease + drift margin after its last grant) has run out (design §4).
             lock (_promiseLock)
@@ -279,8 +268,9 @@ public sealed partial class AgentActions(
     /// <param name="sequence">The steps, in order.</param>
     /// <param name="ct">Stops the agent.</param>
     /// <param name="undo">Whether a failure undoes what this call did.</param>
-    /// <param name="abandonIfSelfFencing">For an activation: the resource whose self-fence, once started, stops it before its
-    /// next step (nothing is undone: the fence is taking everything down, and an activation going on would fight it).</param>
+    /// <param name="abandonIfSelfFencing">For an activation: the resource whose self-fence, running when it would start or
+    /// started since, stops it before its next step (nothing is undone: the fence is taking everything down, and an
+    /// activation going on would fight it; the coordinator's retry promotes afresh once the fence is done).</param>
     private async Task<ActionResult> RunForwardAsync(IReadOnlyList<ResourceStep> sequence, CancellationToken ct, bool undo = true, string? abandonIfSelfFencing = null)
     {
         var result = new ActionResult { Success = true };
@@ -290,7 +280,7 @@ public sealed partial class AgentActions(
             if (abandonIfSelfFencing is { } fencing && local.IsSelfFencing(fencing))
             {
                 result.Success = false;
-                result.Message = $"{fencing} started self-fencing (its lease ran out) before step {step.Name}: activation abandoned, the fence takes it down";
+                result.Message = $"{fencing} started self-fencing (its lease ran out) before step {step.Name}: activation abandoned, the fence takes it down; retry";
                 return result;
             }
 
