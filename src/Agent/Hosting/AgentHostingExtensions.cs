@@ -1,6 +1,7 @@
 using Grpc.Core;
 using HaMesh.Agent.Actions;
 using HaMesh.Agent.Api;
+using HaMesh.Agent.Core;
 using HaMesh.Agent.Drbd;
 using HaMesh.Agent.Lease;
 using HaMesh.Agent.Metrics;
@@ -31,10 +32,11 @@ public static class AgentHostingExtensions
         services.AddSingleton<StatusCollector>();
         services.AddSingleton<GenerationStore>();
         services.AddSingleton(sp => new ResourceSteps(options, sp.GetRequiredService<HaMesh.Shared.Commands.ICommandRunner>(), sp.GetRequiredService<HaMesh.Agent.Host.IHostStateReader>(), sp.GetRequiredService<TimeProvider>()));
-        services.TryAddSingleton<IFencingClients, FencingClients>();
-        services.TryAddSingleton<IAgentActions, AgentActions>();
+        services.TryAddSingleton<IClusterCalls, GrpcClusterCalls>();
         services.AddSingleton<SelfFence>();
-        services.AddHostedService<PeerLink>();
+        services.AddSingleton<AgentCoreHost>();
+        services.AddHostedService(sp => sp.GetRequiredService<AgentCoreHost>());
+        services.TryAddSingleton<IAgentActions>(sp => sp.GetRequiredService<AgentCoreHost>());
         services.AddSingleton<CoordinatorLink>();
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorLink>());
         services.AddSingleton<ILeaseCoordinator>(sp => sp.GetRequiredService<CoordinatorLink>());

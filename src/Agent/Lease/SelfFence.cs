@@ -29,20 +29,6 @@ public sealed partial class SelfFence(
     /// <returns>True when the node is demoted (or the last resort froze its I/O).</returns>
     public async Task<bool> RunAsync(string resourceName, CancellationToken cancellationToken, TimeSpan? deadline = null)
     {
-        // A Promote arriving meanwhile is refused (it would restart what this stops); the coordinator retries it.
-        local.SetSelfFencing(resourceName, true);
-        try
-        {
-            return await FenceAsync(resourceName, deadline, cancellationToken);
-        }
-        finally
-        {
-            local.SetSelfFencing(resourceName, false);
-        }
-    }
-
-    private async Task<bool> FenceAsync(string resourceName, TimeSpan? deadline, CancellationToken cancellationToken)
-    {
         var resource = _options.FindResource(resourceName)!;
         var limit = deadline ?? _options.Cluster.Timings.SelfFenceDeadline;
         using var expiry = new CancellationTokenSource(limit, time);

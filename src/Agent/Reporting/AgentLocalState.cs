@@ -47,31 +47,6 @@ public sealed class AgentLocalState(TimeProvider time, Func<string, ulong>? pers
     public void SetLastError(string resource, string error) =>
         _entries.AddOrUpdate(resource, _ => new Entry { LastError = error }, (_, e) => e with { LastError = error });
 
-    /// <summary>
-    /// A Promote in this process is about to make (or made) the resource Primary: the lease holder then treats
-    /// Primary as a fresh promotion, not as a restart under a running Primary (which holds no lease at start).
-    /// </summary>
-    public void SetPromoting(string resource, bool promoting) =>
-        _entries.AddOrUpdate(resource, _ => new Entry { Promoting = promoting }, (_, e) => e with { Promoting = promoting });
-
-    /// <summary>Whether a Promote in this process made the resource Primary; clears the mark.</summary>
-    public bool TakePromoting(string resource)
-    {
-        var was = false;
-        _entries.AddOrUpdate(resource, _ => new Entry(), (_, e) =>
-        {
-            was = e.Promoting;
-            return e with { Promoting = false };
-        });
-        return was;
-    }
-
-    /// <summary>A self-fence of the resource is running (set by the self-fence for its whole run).</summary>
-    public void SetSelfFencing(string resource, bool running) =>
-        _entries.AddOrUpdate(resource, _ => new Entry { SelfFencing = running }, (_, e) => e with { SelfFencing = running });
-
-    public bool IsSelfFencing(string resource) => Get(resource).SelfFencing;
-
     private Entry Get(string resource) => _entries.TryGetValue(resource, out var e) ? e : Entry.Empty;
 
     private sealed record Entry
@@ -89,9 +64,5 @@ public sealed class AgentLocalState(TimeProvider time, Func<string, ulong>? pers
         public long? PeerContactAt { get; init; }
 
         public string LastError { get; init; } = "";
-
-        public bool Promoting { get; init; }
-
-        public bool SelfFencing { get; init; }
     }
 }

@@ -82,6 +82,23 @@ public sealed class StatusCollector(
     private void NoteRole(string resource, DrbdRole role, ulong sequence) =>
         _roles.AddOrUpdate(resource, (role, sequence), (_, old) => sequence > old.Sequence ? (role, sequence) : old);
 
+    /// <summary>
+    /// The DRBD role of <paramref name="resource"/> read now: Secondary also when DRBD does not list it (the resource
+    /// is down); null when the read itself failed.
+    /// </summary>
+    public async Task<DrbdRole?> ReadRoleAsync(ResourceOptions resource, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(resource);
+        var snapshot = await drbd.ReadAsync([resource.DrbdResource], cancellationToken);
+        if (snapshot.Resources.TryGetValue(resource.DrbdResource, out var status) && status.Role is DrbdRole.Primary or DrbdRole.Secondary)
+        {
+            NoteRole(resource.Name, status.Role);
+            return status.Role;
+        }
+
+        return snapshot.Errors.Count == 0 && !snapshot.Resources.ContainsKey(resource.DrbdResource) ? DrbdRole.Secondary : null;
+    }
+
     /// <summary>True when DRBD on this node shows a peer of <paramref name="resource"/> connected and Primary (read now, not from the last report).</summary>
     public async Task<bool> PeerIsConnectedPrimaryAsync(ResourceOptions resource, CancellationToken cancellationToken)
     {

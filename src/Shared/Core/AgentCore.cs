@@ -31,6 +31,8 @@ public sealed class AgentCore
     private MonoTime? _holdUntil;
     private string _promisedTo = "";
     private bool _fenceAfterActivation;
+    // A Primary found at start (a restart under a running resource): demoted by then unless a grant arrives.
+    private MonoTime? _fenceBy;
     private readonly Dictionary<string, (long Id, MonoTime Since, int Attempts)> _fences = new(StringComparer.Ordinal);
     private long _fenceIds;
     private ulong _reportSequence;
@@ -59,10 +61,40 @@ public sealed class AgentCore
         _startedAt = now;
         _nextHeartbeat = now;
 
-        // A Primary at start holds no lease: the wake below self-fences it unless a renewal sent now is granted.
-        // Its lease is treated as having ended at start, so it may be Primary for at most the self-fence deadline.
         Phase = drbdIsPrimary ? AgentPhase.Primary : AgentPhase.Secondary;
-        LeaseUntil = drbdIsPrimary ? knownLeaseUntil ?? now : null;
+        if (!drbdIsPrimary)
+        {
+            return;
+        }
+
+        if (knownLeaseUntil is { } known)
+        {
+            LeaseUntil = known;
+        }
+        else if (persistedGeneration == 0)
+        {
+            // No coordinator ever commanded this node (adopting it persists a generation): a Primary set up by hand
+            // before HaMesh took charge, a cluster's bootstrap. Its lease runs from the first request, so the
+            // coordinator can adopt it before it fences; unless granted it self-fences at its end.
+            LeaseUntil = now + timings.Lease;
+        }
+        else
+        {
+            // A restart under a running resource: this node holds NO lease (its last one may have been granted just
+            // before the old process stopped, or long ago). It renews at once; unless a grant arrives within the start
+            // grace it self-fences, so as to be demoted by start + the self-fence deadline.
+            LeaseUntil = now + StartGrace(timings);
+            _fenceBy = now + timings.SelfFenceDeadline;
+        }
+    }
+
+    /// <summary>How long a Primary found at start waits for its first grant: two heartbeats, at most half the self-fence deadline.</summary>
+    public static TimeSpan StartGrace(CoreTimings timings)
+    {
+        ArgumentNullException.ThrowIfNull(timings);
+        var two = timings.Heartbeat * 2;
+        var half = timings.SelfFenceDeadline / 2;
+        return two < half ? two : half;
     }
 
     public string Node { get; }
@@ -86,6 +118,9 @@ public sealed class AgentCore
 
     /// <summary>Whether this node holds a lease that has not run out at <paramref name="now"/>.</summary>
     public bool HoldsLease(MonoTime now) => LeaseUntil is { } until && now < until && Phase is AgentPhase.Activating or AgentPhase.Primary;
+
+    /// <summary>The command being carried out (others that asked for the same thing joined it), or null.</summary>
+    public AgentCommand? Running => _waiting.Count > 0 ? _waiting[0] : null;
 
     /// <summary>Until when this node has promised (as a grantor) not to take part in promoting another node.</summary>
     public MonoTime? PromiseUntil => _promiseUntil;
@@ -174,6 +209,7 @@ public sealed class AgentCore
         {
             LeaseUntil = until;
             LeaseGrantor = grantor;
+            _fenceBy = null;   // granted: a lease like any other from here on
         }
 
         CheckLease(now, fx);
@@ -234,17 +270,30 @@ public sealed class AgentCore
         if (_waiting.Count > 0)
         {
             var running = _waiting[0];
-            if (running.Kind == command.Kind && running.Generation == command.Generation && running.DiscardMyData == command.DiscardMyData)
+            if (running.SameAs(command))
             {
                 _waiting.Add(command);  // joins the running one
                 return fx;
             }
 
-            fx.Add(new AgentEffect.ReplyCommand(command, false, Fmt($"busy with {running.Kind} at generation {running.Generation}")));
-            return fx;
+            if (Phase == AgentPhase.AwaitingLease && command.Generation > running.Generation && command.Kind != CommandKind.Agree)
+            {
+                // A promotion that has touched nothing yet (no lease, no step) gives way to a later decision: the
+                // coordinator moved on (a rollback, another candidate) and must not wait behind it.
+                Phase = AgentPhase.Secondary;
+                _holdUntil = null;
+                LeaseUntil = null;
+                ReplyAll(fx, false, Fmt($"superseded by {command.Kind} at generation {command.Generation} before it took a lease"));
+            }
+            else
+            {
+                fx.Add(new AgentEffect.ReplyCommand(command, false, Fmt($"busy with {running.Kind} at generation {running.Generation}"), Busy: true));
+                return fx;
+            }
         }
 
-        if (command.Generation > Generation)
+        var raised = command.Generation > Generation;
+        if (raised)
         {
             Generation = command.Generation;
             fx.Add(new AgentEffect.PersistGeneration(Generation));
@@ -256,6 +305,12 @@ public sealed class AgentCore
                 if (Phase == AgentPhase.Primary && HoldsLeaseRaw(now))
                 {
                     fx.Add(new AgentEffect.ReplyCommand(command, true, "already Primary"));
+                    if (raised)
+                    {
+                        // Told a new generation (an adoption): renew at it now, the coordinator grants only that one.
+                        RequestLease(now, fx);
+                    }
+
                     break;
                 }
 
@@ -442,7 +497,8 @@ public sealed class AgentCore
     {
         Phase = AgentPhase.Deactivating;
         LeaseUntil = null;
-        fx.Add(new AgentEffect.RunSteps(StepKind.Deactivate, Generation, "self-fence: " + why));
+        fx.Add(new AgentEffect.RunSteps(StepKind.Deactivate, Generation, AgentEffect.RunSteps.SelfFencePrefix + why, _fenceBy));
+        _fenceBy = null;
     }
 
     private bool HoldsLeaseRaw(MonoTime now) => LeaseUntil is { } until && now < until;

@@ -25,7 +25,12 @@ public static class CoreNames
 /// <param name="Generation">The generation it is issued at; lower than the agent's highest is refused.</param>
 /// <param name="DiscardMyData">For a demote of a split-brain victim: reconnect discarding this node's changes.</param>
 /// <param name="Force">For an operator's force-promote (--i-understand-data-loss): the agent may promote a disk that is not UpToDate.</param>
-public sealed record AgentCommand(long Id, string From, CommandKind Kind, ulong Generation, bool DiscardMyData = false, bool Force = false);
+/// <param name="Reconnect">For a demote of a rejoining old primary: reconnect DRBD afterwards (keeping this node's data).</param>
+public sealed record AgentCommand(long Id, string From, CommandKind Kind, ulong Generation, bool DiscardMyData = false, bool Force = false, bool Reconnect = false)
+{
+    /// <summary>Whether <paramref name="other"/> asks for the same thing (only the id and the sender may differ): it joins this one.</summary>
+    public bool SameAs(AgentCommand other) => other is not null && this with { Id = other.Id, From = other.From } == other;
+}
 
 public enum CommandKind
 {
@@ -87,10 +92,25 @@ public abstract record AgentEffect
     /// <summary>Answer a peer's renewal request.</summary>
     public sealed record SendLeaseReply(string To, ulong Sequence, bool Granted, ulong Generation, string Reason) : AgentEffect;
 
-    public sealed record RunSteps(StepKind Kind, ulong Generation, string Reason) : AgentEffect;
+    /// <param name="Kind">Which sequence.</param>
+    /// <param name="Generation">The generation it runs at.</param>
+    /// <param name="Reason">Why (a self-fence's reason starts with "self-fence: ").</param>
+    /// <param name="FenceBy">For a self-fence: the instant by which the node must be demoted (null: now + the configured
+    /// self-fence deadline). Earlier for a Primary found at start, whose lease ended at its start.</param>
+    public sealed record RunSteps(StepKind Kind, ulong Generation, string Reason, MonoTime? FenceBy = null) : AgentEffect
+    {
+        public const string SelfFencePrefix = "self-fence: ";
+
+        public bool IsSelfFence => Reason.StartsWith(SelfFencePrefix, StringComparison.Ordinal);
+    }
 
     /// <summary>Answer a command (to its <see cref="AgentCommand.From"/>).</summary>
-    public sealed record ReplyCommand(AgentCommand Command, bool Success, string Message) : AgentEffect;
+    /// <param name="Command">The command answered.</param>
+    /// <param name="Success">Whether it was carried out.</param>
+    /// <param name="Message">What happened, or why not.</param>
+    /// <param name="Busy">Refused only because another command for the resource is running: a host that serialises
+    /// commands hands it in again once that one is answered.</param>
+    public sealed record ReplyCommand(AgentCommand Command, bool Success, string Message, bool Busy = false) : AgentEffect;
 
     /// <summary>Send a status report to the coordinator; the host adds the DRBD facts it reads (read when sending).</summary>
     /// <param name="Generation">The highest generation this node has seen.</param>

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Grpc.Core;
+using HaMesh.Agent.Core;
 using HaMesh.Agent.Reporting;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Commands;
@@ -8,7 +9,7 @@ using HaMesh.Shared.Commands;
 namespace HaMesh.Agent.Tests.Lease;
 
 /// <summary>The coordinator side of the lease: records lease requests, delivers grants when the test says so.</summary>
-internal sealed class FakeCoordinator : ILeaseCoordinator
+public sealed class FakeCoordinator : ILeaseCoordinator
 {
     public event Action<CoordinatorMessage>? MessageReceived;
 
@@ -25,52 +26,64 @@ internal sealed class FakeCoordinator : ILeaseCoordinator
     }
 
     public void Grant(LeaseRequest request, bool granted = true) =>
-        MessageReceived?.Invoke(new CoordinatorMessage { LeaseGrant = new LeaseGrant { Resource = request.Resource, Sequence = request.Sequence, Granted = granted } });
+        MessageReceived?.Invoke(new CoordinatorMessage { LeaseGrant = new LeaseGrant { Resource = request.Resource, Sequence = request.Sequence, Granted = granted, Generation = request.Generation } });
 }
 
-/// <summary>The peer agent's RenewLease: each request waits for the test's answer (or fails with Unavailable when the peer is down).</summary>
-internal sealed class FakePeer : AgentService.AgentServiceClient
+/// <summary>
+/// The other nodes' agents and the coordinator's FencePeer: RenewLease on the peer answers at once (by default a
+/// Secondary's grant), waits for the test (<see cref="Manual"/>), or fails (<see cref="Down"/>).
+/// </summary>
+public sealed class FakeClusterCalls : IClusterCalls
 {
     private readonly Channel<(RenewLeaseRequest Request, TaskCompletionSource<RenewLeaseResponse> Reply)> _pending = Channel.CreateUnbounded<(RenewLeaseRequest, TaskCompletionSource<RenewLeaseResponse>)>();
 
     public bool Down { get; set; }
 
-    /// <summary>When set, answers at once with this function instead of waiting for the test.</summary>
-    public Func<RenewLeaseRequest, RenewLeaseResponse>? AutoAnswer { get; set; }
+    /// <summary>RenewLease waits for the test's answer (<see cref="NextAsync"/>).</summary>
+    public bool Manual { get; set; }
 
-    public List<RenewLeaseRequest> Seen { get; } = [];
+    public Func<RenewLeaseRequest, RenewLeaseResponse> AutoAnswer { get; set; } = Grant;
 
-    /// <summary>When set, never answers: each call fails with DeadlineExceeded once this long has passed on the clock given.</summary>
-    public (TimeProvider Clock, TimeSpan After)? Silent { get; set; }
+    public ConcurrentQueue<RenewLeaseRequest> Seen { get; } = new();
 
-    public override AsyncUnaryCall<RenewLeaseResponse> RenewLeaseAsync(RenewLeaseRequest request, Metadata? headers = null, DateTime? deadline = null, CancellationToken cancellationToken = default)
+    public bool CoordinatorDown { get; set; }
+
+    public ConcurrentQueue<FencePeerRequest> Fences { get; } = new();
+
+    public ConcurrentQueue<OutdateRequest> Outdates { get; } = new();
+
+    public Task<RenewLeaseResponse> RenewLeaseAsync(string peer, RenewLeaseRequest request, TimeSpan deadline, CancellationToken cancellationToken)
     {
-        lock (Seen)
-        {
-            Seen.Add(request);
-        }
-
-        Task<RenewLeaseResponse> task;
+        Seen.Enqueue(request);
         if (Down)
         {
-            task = Task.FromException<RenewLeaseResponse>(new RpcException(new Status(StatusCode.Unavailable, "peer down")));
-        }
-        else if (Silent is { } silent)
-        {
-            task = SilentAsync(silent.Clock, silent.After, cancellationToken);
-        }
-        else if (AutoAnswer is { } answer)
-        {
-            task = Task.FromResult(answer(request));
-        }
-        else
-        {
-            var reply = new TaskCompletionSource<RenewLeaseResponse>(TaskCreationOptions.RunContinuationsAsynchronously);
-            _pending.Writer.TryWrite((request, reply));
-            task = reply.Task.WaitAsync(cancellationToken);
+            return Task.FromException<RenewLeaseResponse>(new RpcException(new Status(StatusCode.Unavailable, "peer down")));
         }
 
-        return new AsyncUnaryCall<RenewLeaseResponse>(task, Task.FromResult(new Metadata()), () => Status.DefaultSuccess, () => [], () => { });
+        if (!Manual)
+        {
+            return Task.FromResult(AutoAnswer(request));
+        }
+
+        var reply = new TaskCompletionSource<RenewLeaseResponse>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pending.Writer.TryWrite((request, reply));
+        return reply.Task.WaitAsync(cancellationToken);
+    }
+
+    public Task<ActionResult> OutdateAsync(string peer, OutdateRequest request, TimeSpan deadline, CancellationToken cancellationToken)
+    {
+        Outdates.Enqueue(request);
+        return Down
+            ? Task.FromException<ActionResult>(new RpcException(new Status(StatusCode.Unavailable, "peer down")))
+            : Task.FromResult(new ActionResult { Success = true, Message = "outdated" });
+    }
+
+    public Task<FencePeerResponse> FencePeerAsync(FencePeerRequest request, TimeSpan deadline, CancellationToken cancellationToken)
+    {
+        Fences.Enqueue(request);
+        return CoordinatorDown
+            ? Task.FromException<FencePeerResponse>(new RpcException(new Status(StatusCode.Unavailable, "coordinator down")))
+            : Task.FromResult(new FencePeerResponse { Outcome = FenceOutcome.PeerOutdated, Message = "recorded" });
     }
 
     /// <summary>Waits until the holder has sent a renewal, returning it and the handle to answer it.</summary>
@@ -81,17 +94,11 @@ internal sealed class FakePeer : AgentService.AgentServiceClient
         return await _pending.Reader.ReadAsync(guard.Token);
     }
 
-    private static async Task<RenewLeaseResponse> SilentAsync(TimeProvider clock, TimeSpan after, CancellationToken ct)
-    {
-        await Task.Delay(after, clock, ct);
-        throw new RpcException(new Status(StatusCode.DeadlineExceeded, "peer silent"));
-    }
-
     public static RenewLeaseResponse Grant(RenewLeaseRequest r) => new() { Granted = true, Grantor = "b", Generation = r.Generation, Sequence = r.Sequence };
 }
 
 /// <summary>Runs commands on a <see cref="Actions.FakeNode"/>, except the ones told to hang (until cancelled).</summary>
-internal sealed class HangingRunner(ICommandRunner inner) : ICommandRunner
+public sealed class HangingRunner(ICommandRunner inner) : ICommandRunner
 {
     public HashSet<string> Hang { get; } = [];
 
