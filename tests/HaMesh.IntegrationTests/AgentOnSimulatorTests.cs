@@ -127,22 +127,41 @@ public sealed class AgentOnSimulatorTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Promote_OnPeerWhilePrimaryElsewhere_DrbdRefusal_NamesStepExitAndStderr_NothingElseRun()
+    public async Task Promote_OnPeerWhilePrimaryElsewhere_NobodyGrants_NothingTouched_RefusedWithTheReason()
     {
         var c = await StartAsync(withCoordinator: false);
         Assert.True((await c.A.PromoteAsync(Promote(1), cancellationToken: Ct)).Success);
-        // a's agent goes away (DRBD on a stays Primary): b's Promote waits out the promise of its last grant
-        // to a (lease + drift margin), then DRBD itself refuses, since a is Primary and connected.
+        // a's agent goes away (DRBD on a stays Primary) and there is no coordinator: nobody can grant b a lease. b waits
+        // out the promise of its last grant to a, asks for a lease, and gives up without touching DRBD.
         await c.AgentA.DisposeAsync();
 
         var result = await c.B.PromoteAsync(Promote(2), cancellationToken: Ct);
 
         Assert.False(result.Success);
+        Assert.Contains("no lease granted", result.Message, StringComparison.Ordinal);
+        Assert.Empty(result.Steps);
+        Assert.Empty(c.SimB.ActiveServices());
+        Assert.Empty(c.SimB.IpAliases());
+        Assert.Equal("Secondary", (await c.SimB.RunAsync(Ct, "drbdadm", "role", SimHost.Resource)).Stdout.Split('/')[0].Trim());
+        Assert.StartsWith("Primary", (await c.SimA.RunAsync(Ct, "drbdadm", "role", SimHost.Resource)).Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Promote_WithALease_DrbdRefuses_NamesStepExitAndStderr_NothingElseRun()
+    {
+        var c = await StartAsync(withCoordinator: false);
+        // b's disk is Outdated (cut off, then outdated by hand): a, a Secondary, grants b's lease, and DRBD itself refuses.
+        await c.SimB.RunAsync(Ct, "drbdadm", "disconnect", SimHost.Resource);
+        await c.SimB.RunAsync(Ct, "drbdadm", "outdate", SimHost.Resource);
+
+        var result = await c.B.PromoteAsync(Promote(1), cancellationToken: Ct);
+
+        Assert.False(result.Success);
         var failed = result.Steps.Single(s => s.Outcome == StepOutcome.Failed);
         Assert.Equal("drbd-primary", failed.Step);
-        Assert.Equal(11, failed.ExitCode);
+        Assert.NotEqual(0, failed.ExitCode);
         Assert.Contains("primary", failed.Command, StringComparison.Ordinal);
-        Assert.NotEmpty(failed.Stderr);
+        Assert.Contains("UpToDate", failed.Stderr, StringComparison.Ordinal);
         Assert.Contains("drbd-primary", result.Message, StringComparison.Ordinal);
         Assert.Empty(c.SimB.ActiveServices());
         Assert.Empty(c.SimB.IpAliases());

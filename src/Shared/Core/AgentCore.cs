@@ -33,6 +33,8 @@ public sealed class AgentCore
     private bool _fenceAfterActivation;
     // A Primary found at start (a restart under a running resource): demoted by then unless a grant arrives.
     private MonoTime? _fenceBy;
+    // A promotion waiting for its lease asks from then on; with no grant by then + AskLimit it gives up (nothing touched).
+    private MonoTime _askingFrom;
     private readonly Dictionary<string, (long Id, MonoTime Since, int Attempts)> _fences = new(StringComparer.Ordinal);
     private long _fenceIds;
     private ulong _reportSequence;
@@ -119,6 +121,9 @@ public sealed class AgentCore
     /// <summary>Whether this node holds a lease that has not run out at <paramref name="now"/>.</summary>
     public bool HoldsLease(MonoTime now) => LeaseUntil is { } until && now < until && Phase is AgentPhase.Activating or AgentPhase.Primary;
 
+    /// <summary>How long a promotion asks for a lease before it gives up: two promises (lease + drift margin, twice).</summary>
+    public TimeSpan AskLimit => Timings.Promise * 2;
+
     /// <summary>The command being carried out (others that asked for the same thing joined it), or null.</summary>
     public AgentCommand? Running => _waiting.Count > 0 ? _waiting[0] : null;
 
@@ -155,6 +160,14 @@ public sealed class AgentCore
         }
 
         CheckLease(now, fx);
+        if (Phase == AgentPhase.AwaitingLease && !Holding(now) && now - _askingFrom >= AskLimit)
+        {
+            // Nobody granted (the coordinator does not name this node primary at this generation, and no peer is a
+            // Secondary that grants): a promotion that touched nothing ends here instead of waiting for ever.
+            Phase = AgentPhase.Secondary;
+            ReplyAll(fx, false, Fmt($"no lease granted within {AskLimit.TotalMilliseconds:0} ms (neither the coordinator nor a peer granted one at generation {Generation}): not promoting, nothing touched"));
+        }
+
         if (now >= _nextHeartbeat)
         {
             _nextHeartbeat = now + Timings.Heartbeat;
@@ -324,6 +337,7 @@ public sealed class AgentCore
                 _waiting.Add(command);
                 Phase = AgentPhase.AwaitingLease;
                 LeaseUntil = null;
+                _askingFrom = _promiseUntil is { } p2 && now < p2 ? p2 : now;
                 if (_promiseUntil is { } promised && now < promised)
                 {
                     // As the daemon does: accepted (generation persisted, renewals refused from now on), held until the
