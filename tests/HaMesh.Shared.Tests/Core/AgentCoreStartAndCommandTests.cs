@@ -1,0 +1,129 @@
+using HaMesh.Shared.Core;
+using HaMesh.Shared.Failover;
+
+namespace HaMesh.Shared.Tests.Core;
+
+/// <summary>
+/// The rules the agent core took over from the daemon when the daemon began running it: how a Primary found at start
+/// is treated, a promotion nobody grants, a later decision superseding a lease-less promotion, and busy commands.
+/// </summary>
+public sealed class AgentCoreStartAndCommandTests
+{
+    private static readonly CoreTimings T = CoreTimings.Default;
+
+    private static MonoTime Ms(double ms) => new(TimeSpan.FromMilliseconds(ms));
+
+    private static AgentCommand Cmd(long id, CommandKind kind, ulong generation, bool reconnect = false) => new(id, CoreNames.Coordinator, kind, generation, Reconnect: reconnect);
+
+    /// <summary>Wakes the core at every instant it asks for until <paramref name="until"/>; returns all effects.</summary>
+    private static List<AgentEffect> RunUntil(AgentCore core, IReadOnlyList<AgentEffect> first, MonoTime until)
+    {
+        var all = new List<AgentEffect>(first);
+        var fx = first;
+        while (fx.OfType<AgentEffect.ScheduleWake>().LastOrDefault() is { } wake && wake.At <= until)
+        {
+            fx = core.OnTimer(wake.At);
+            all.AddRange(fx);
+        }
+
+        return all;
+    }
+
+    [Fact]
+    public void PrimaryFoundAtStart_RenewsAtOnce_SelfFencesAfterTheStartGrace_ByStartPlusTheDeadline()
+    {
+        var core = new AgentCore("a", "db", ["b"], T, persistedGeneration: 4, incarnation: 2, drbdIsPrimary: true, now: Ms(0));
+        var start = core.Start(Ms(0));
+        Assert.Equal([CoreNames.Coordinator, "b"], start.OfType<AgentEffect.SendLeaseRequest>().Select(r => r.To));
+
+        var all = RunUntil(core, start, Ms(5000));
+
+        var fence = Assert.Single(all.OfType<AgentEffect.RunSteps>());
+        Assert.True(fence.IsSelfFence);
+        Assert.Equal(Ms(0) + T.SelfFenceDeadline, fence.FenceBy);
+        Assert.Equal(AgentCore.StartGrace(T), TimeSpan.FromMilliseconds(500));
+        Assert.Equal(AgentPhase.Deactivating, core.Phase);
+    }
+
+    [Fact]
+    public void PrimaryFoundAtStart_GrantForTheRequestSentAtStart_IsALeaseLikeAnyOther()
+    {
+        var core = new AgentCore("a", "db", ["b"], T, persistedGeneration: 4, incarnation: 2, drbdIsPrimary: true, now: Ms(0));
+        var request = core.Start(Ms(0)).OfType<AgentEffect.SendLeaseRequest>().First();
+        core.OnLeaseReply(Ms(20), CoreNames.Coordinator, request.Sequence, granted: true, grantorGeneration: 4);
+        Assert.Equal(Ms(0) + T.Lease, core.LeaseUntil);
+
+        // No further grants: it self-fences at the lease end, with the ordinary deadline (no fence-by instant).
+        var fence = RunUntil(core, [new AgentEffect.ScheduleWake(Ms(250))], Ms(5000)).OfType<AgentEffect.RunSteps>().Single();
+        Assert.Null(fence.FenceBy);
+    }
+
+    [Fact]
+    public void PrimaryAtStartAtGenerationZero_Bootstrap_LeaseRunsFromStart_AdoptionRenewsAtTheNewGeneration()
+    {
+        var core = new AgentCore("a", "db", ["b"], T, persistedGeneration: 0, incarnation: 1, drbdIsPrimary: true, now: Ms(0));
+        var all = RunUntil(core, core.Start(Ms(0)), Ms(1900));
+        Assert.DoesNotContain(all, e => e is AgentEffect.RunSteps);
+
+        var adopted = core.OnCommand(Ms(1900), Cmd(1, CommandKind.Promote, 3));
+
+        Assert.Contains(new AgentEffect.PersistGeneration(3), adopted);
+        Assert.Contains(adopted, e => e is AgentEffect.ReplyCommand { Success: true, Message: "already Primary" });
+        Assert.Contains(adopted, e => e is AgentEffect.SendLeaseRequest { To: CoreNames.Coordinator, Generation: 3 });
+    }
+
+    [Fact]
+    public void PromoteNobodyGrants_GivesUpAfterTheAskLimit_NothingTouched()
+    {
+        var core = new AgentCore("b", "db", ["a"], T, persistedGeneration: 4, incarnation: 1, drbdIsPrimary: false, now: Ms(0));
+        core.Start(Ms(0));
+        var accepted = core.OnCommand(Ms(100), Cmd(1, CommandKind.Promote, 5));
+
+        var all = RunUntil(core, accepted, Ms(100) + core.AskLimit + T.Heartbeat);
+
+        var reply = Assert.Single(all.OfType<AgentEffect.ReplyCommand>());
+        Assert.False(reply.Success);
+        Assert.Contains("no lease granted within 5000 ms", reply.Message);
+        Assert.DoesNotContain(all, e => e is AgentEffect.RunSteps);
+        Assert.Equal(AgentPhase.Secondary, core.Phase);
+        Assert.Null(core.Running);
+    }
+
+    [Fact]
+    public void HigherGeneration_SupersedesALeaselessPromotion_ButNotOneThatActivates()
+    {
+        var core = new AgentCore("b", "db", ["a"], T, persistedGeneration: 4, incarnation: 1, drbdIsPrimary: false, now: Ms(0));
+        core.Start(Ms(0));
+        core.OnCommand(Ms(100), Cmd(1, CommandKind.Promote, 5));
+
+        var demote = core.OnCommand(Ms(200), Cmd(2, CommandKind.Demote, 6));
+
+        Assert.Contains(demote, e => e is AgentEffect.ReplyCommand { Command.Id: 1, Success: false } r && r.Message.Contains("superseded by Demote at generation 6", StringComparison.Ordinal));
+        Assert.Contains(demote, e => e is AgentEffect.RunSteps { Kind: StepKind.Deactivate });
+        Assert.Equal(2, core.Running?.Id);
+
+        // Once activating, a later command waits: it is answered busy (the daemon hands it in again afterwards).
+        var other = new AgentCore("c", "db", ["a"], T, persistedGeneration: 4, incarnation: 1, drbdIsPrimary: false, now: Ms(0));
+        other.Start(Ms(0));
+        var ask = other.OnCommand(Ms(100), Cmd(1, CommandKind.Promote, 5)).OfType<AgentEffect.SendLeaseRequest>().First();
+        other.OnLeaseReply(Ms(110), CoreNames.Coordinator, ask.Sequence, granted: true, grantorGeneration: 5);
+        var busy = other.OnCommand(Ms(120), Cmd(2, CommandKind.Demote, 6));
+        Assert.Equal([true], busy.OfType<AgentEffect.ReplyCommand>().Select(r => r.Busy));
+        Assert.Equal(AgentPhase.Activating, other.Phase);
+    }
+
+    [Fact]
+    public void DemoteWithReconnect_DoesNotJoinAPlainDemote()
+    {
+        var core = new AgentCore("a", "db", ["b"], T, persistedGeneration: 4, incarnation: 1, drbdIsPrimary: false, now: Ms(0));
+        core.Start(Ms(0));
+        core.OnCommand(Ms(10), Cmd(1, CommandKind.Demote, 4));
+        var joined = core.OnCommand(Ms(20), Cmd(2, CommandKind.Demote, 4));
+        var reconnect = core.OnCommand(Ms(30), Cmd(3, CommandKind.Demote, 4, reconnect: true));
+
+        Assert.Empty(joined);
+        Assert.True(reconnect.OfType<AgentEffect.ReplyCommand>().Single().Busy);
+        var done = core.OnStepsFinished(Ms(40), StepKind.Deactivate, true, "demoted");
+        Assert.Equal([1L, 2L], done.OfType<AgentEffect.ReplyCommand>().Select(r => r.Command.Id));
+    }
+}
