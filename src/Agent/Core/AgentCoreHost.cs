@@ -318,16 +318,26 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
 
         var slot = _slots[resource.Name];
         await slot.Started.Task.WaitAsync(cancellationToken);
-        var waiter = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var waiter = new FenceWaiter(peer);
         lock (slot.Gate)
         {
-            slot.FenceWaiters.Add((peer, waiter));
+            slot.FenceWaiters.Add(waiter);
             Dispatch(slot, slot.Core!.OnFencePeerRequested(Now, peer));
         }
 
         try
         {
-            var by = await waiter.Task.WaitAsync(cancellationToken);
+            var by = await waiter.Done.Task.WaitAsync(cancellationToken);
+            if (by is null)
+            {
+                return new AgentFencePeerResponse
+                {
+                    Outcome = FenceOutcome.Failed,
+                    DrbdExitCode = 1,
+                    Message = Fmt($"neither the coordinator nor {peer} confirmed the fence ({waiter.Problems}): I/O stays frozen, the lease decides"),
+                };
+            }
+
             return new AgentFencePeerResponse
             {
                 Outcome = FenceOutcome.PeerOutdated,
@@ -339,15 +349,15 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
         {
             lock (slot.Gate)
             {
-                slot.FenceWaiters.Remove((peer, waiter));
+                slot.FenceWaiters.Remove(waiter);
                 if (!slot.FenceWaiters.Any(w => w.Peer == peer))
                 {
                     slot.Core!.FenceNoLongerNeeded(peer);
                 }
 
-                if (waiter.Task.IsCompletedSuccessfully)
+                if (waiter.Done.Task.IsCompletedSuccessfully && waiter.Done.Task.Result is { } by)
                 {
-                    return new AgentFencePeerResponse { Outcome = FenceOutcome.PeerOutdated, DrbdExitCode = 4, Message = Fmt($"{peer} fenced by {waiter.Task.Result}") };
+                    return new AgentFencePeerResponse { Outcome = FenceOutcome.PeerOutdated, DrbdExitCode = 4, Message = Fmt($"{peer} fenced by {by}") };
                 }
             }
 
@@ -355,7 +365,7 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
             {
                 Outcome = FenceOutcome.Failed,
                 DrbdExitCode = 1,
-                Message = Fmt($"neither the coordinator nor {peer} confirmed the fence in time ({slot.LastFenceProblem}): I/O stays frozen"),
+                Message = Fmt($"neither the coordinator nor {peer} confirmed the fence in time ({waiter.Problems}): I/O stays frozen"),
             };
         }
     }
@@ -449,7 +459,18 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
         {
             if (!success)
             {
-                slot.LastFenceProblem = message;
+                // Once both the coordinator and the peer itself have failed to confirm, the handler is answered "failed"
+                // (DRBD keeps I/O frozen and the lease decides) instead of waiting for its own deadline; the core asks on.
+                foreach (var w in slot.FenceWaiters.Where(w => w.Peer == f.Peer).ToList())
+                {
+                    w.Failed.Add(f.To);
+                    w.Problems = w.Problems.Length == 0 ? message : w.Problems + "; " + message;
+                    if (w.Failed.Contains(CoreNames.Coordinator) && w.Failed.Contains(f.Peer))
+                    {
+                        slot.FenceWaiters.Remove(w);
+                        w.Done.TrySetResult(null);
+                    }
+                }
             }
 
             Dispatch(slot, slot.Core!.OnFenceReply(Now, f.Id, f.To, success, message));
@@ -519,7 +540,7 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
                     foreach (var w in slot.FenceWaiters.Where(w => w.Peer == f.Peer).ToList())
                     {
                         slot.FenceWaiters.Remove(w);
-                        w.Waiter.TrySetResult(f.By);
+                        w.Done.TrySetResult(f.By);
                     }
 
                     Log.PeerFenced(_logger, slot.Resource.Name, f.Peer, f.By);
@@ -840,6 +861,18 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
 
     private sealed record Pending(TaskCompletionSource<ActionResult> Answer, bool Joined);
 
+    /// <summary>A fence-peer handler waiting: for who confirmed (null: both the coordinator and the peer failed to).</summary>
+    private sealed class FenceWaiter(string peer)
+    {
+        public string Peer { get; } = peer;
+
+        public TaskCompletionSource<string?> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public HashSet<string> Failed { get; } = new(StringComparer.Ordinal);
+
+        public string Problems { get; set; } = "";
+    }
+
     /// <summary>One resource: its core, its lock, its timer, and what waits on it.</summary>
     private sealed class Slot(ResourceOptions resource)
     {
@@ -861,9 +894,7 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
         /// <summary>Completed (and replaced) whenever the last running command is answered: a command turned away as busy waits on it.</summary>
         public TaskCompletionSource Idle { get; set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public List<(string Peer, TaskCompletionSource<string> Waiter)> FenceWaiters { get; } = [];
-
-        public string LastFenceProblem { get; set; } = "no answer yet";
+        public List<FenceWaiter> FenceWaiters { get; } = [];
 
         /// <summary>The steps of the sequence just finished, for the answers the core gives in reply to it.</summary>
         public IReadOnlyList<StepResult>? FinishedSteps { get; set; }

@@ -312,6 +312,23 @@ public sealed class AgentCore
             fx.Add(new AgentEffect.PersistGeneration(Generation));
         }
 
+        if (Phase == AgentPhase.Deactivating && command.Kind != CommandKind.Agree)
+        {
+            // Stepping down without a command (a self-fence, or the undo of a failed activation): a plain Demote wants
+            // what is under way and is answered when it ends; anything else would fight it half-way and is refused.
+            if (command.Kind == CommandKind.Demote && !command.DiscardMyData && !command.Reconnect)
+            {
+                _waiting.Add(command);
+            }
+            else
+            {
+                fx.Add(new AgentEffect.ReplyCommand(command, false, Fmt($"{Node} is stepping down (self-fence or undo running): {command.Kind} refused; retry once it is Secondary")));
+            }
+
+            ScheduleNext(fx);
+            return fx;
+        }
+
         switch (command.Kind)
         {
             case CommandKind.Promote:

@@ -54,6 +54,9 @@ public sealed class SimResource : IAsyncDisposable
     private ulong _current;
     private ulong _bitmap;
     private bool _fullSync;
+    // A SyncSource that sent its last data keeps its bitmap (what changed since the target's data) until the target
+    // says it has it: a link lost in between must not leave the source believing the target caught up.
+    private bool _awaitingSyncAck;
     private readonly HashSet<string> _dirty;
     private readonly Dictionary<string, string> _data;
     private long _oos;
@@ -1180,9 +1183,7 @@ public sealed class SimResource : IAsyncDisposable
                 Send(new LinkMessage { Type = "SyncData", Data = new Dictionary<string, string>(_data), Current = _current });
                 _repl = "Established";
                 _peerDisk = "UpToDate";
-                _bitmap = 0;
-                _dirty.Clear();
-                _fullSync = false;
+                _awaitingSyncAck = true;   // bitmap, dirty set and full-sync flag are cleared when the target confirms
                 _syncTotal = 0;
                 ChangedLocked();
                 Log("resync finished as SyncSource");
@@ -1278,6 +1279,15 @@ public sealed class SimResource : IAsyncDisposable
                     _peerDisk = "UpToDate";
                 }
 
+                if (_awaitingSyncAck && m.Disk == "UpToDate" && m.Current == _current)
+                {
+                    // The target has the data of the resync: only now is nothing out of sync.
+                    _awaitingSyncAck = false;
+                    _bitmap = 0;
+                    _dirty.Clear();
+                    _fullSync = false;
+                }
+
                 ChangedLocked();
                 break;
             case "Write":
@@ -1328,7 +1338,7 @@ public sealed class SimResource : IAsyncDisposable
                 _repl = "Established";
                 _syncTotal = 0;
                 _peerDisk = "UpToDate";
-                Send(new LinkMessage { Type = "State", Role = _role, Disk = _disk });
+                Send(new LinkMessage { Type = "State", Role = _role, Disk = _disk, Current = _current });   // the source's ack
                 ChangedLocked();
                 Log("resync finished as SyncTarget");
                 break;
@@ -1339,6 +1349,7 @@ public sealed class SimResource : IAsyncDisposable
 
     private void LinkLostLocked(Session session, string reason)
     {
+        _awaitingSyncAck = false;   // the resync's end was not confirmed: the bitmap stays, the next handshake resyncs
         var wasConnected = _conn == "Connected";
         var peerWasOutdated = _peerDisk is "Outdated" or "Inconsistent";
         var peerWasPrimary = _peerRole == "Primary";

@@ -126,4 +126,24 @@ public sealed class AgentCoreStartAndCommandTests
         var done = core.OnStepsFinished(Ms(40), StepKind.Deactivate, true, "demoted");
         Assert.Equal([1L, 2L], done.OfType<AgentEffect.ReplyCommand>().Select(r => r.Command.Id));
     }
+
+    [Fact]
+    public void DuringASelfFence_PromoteAndOutdateRefused_APlainDemoteAnsweredWhenItEnds()
+    {
+        var core = new AgentCore("a", "db", ["b"], T, persistedGeneration: 4, incarnation: 1, drbdIsPrimary: true, now: Ms(0), knownLeaseUntil: Ms(2000));
+        var all = RunUntil(core, core.Start(Ms(0)), Ms(2000));
+        Assert.True(all.OfType<AgentEffect.RunSteps>().Single().IsSelfFence);
+
+        var promote = core.OnCommand(Ms(2100), Cmd(1, CommandKind.Promote, 5));
+        var outdate = core.OnCommand(Ms(2110), Cmd(2, CommandKind.Outdate, 5));
+        var demote = core.OnCommand(Ms(2120), Cmd(3, CommandKind.Demote, 5));
+
+        Assert.Contains(promote, e => e is AgentEffect.ReplyCommand { Success: false } r && r.Message.Contains("stepping down", StringComparison.Ordinal));
+        Assert.Contains(outdate, e => e is AgentEffect.ReplyCommand { Success: false });
+        Assert.DoesNotContain(promote.Concat(outdate).Concat(demote), e => e is AgentEffect.RunSteps or AgentEffect.SendLeaseRequest);
+        Assert.DoesNotContain(demote, e => e is AgentEffect.ReplyCommand);
+        var done = core.OnStepsFinished(Ms(2300), StepKind.Deactivate, true, "self-fenced");
+        Assert.Equal([3L], done.OfType<AgentEffect.ReplyCommand>().Select(r => r.Command.Id));
+        Assert.Equal(AgentPhase.Secondary, core.Phase);
+    }
 }
