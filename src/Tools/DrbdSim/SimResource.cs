@@ -1114,10 +1114,13 @@ public sealed class SimResource : IAsyncDisposable
                     _disk = "UpToDate";
                 }
 
-                if (me.Current == peer.Current && !_fullSync)
+                if (me.Current == peer.Current && (!_fullSync || me.Current != 0))
                 {
+                    // The peer holds our current data generation: it has the data (also when the resync that gave it
+                    // that generation ended without its confirmation reaching us), so nothing is out of sync.
                     _bitmap = 0;
                     _dirty.Clear();
+                    _fullSync = false;
                 }
 
                 break;
