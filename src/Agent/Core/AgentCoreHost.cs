@@ -631,7 +631,9 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
     {
         var core = slot.Core!;
         var now = Now;
-        if (core.HoldsLease(now) && core.LeaseUntil is { } until)
+        // Held only with a grant behind it: a Primary found at start (or a bootstrap) runs on a provisional lease
+        // until its first grant, and shows NotHeld meanwhile, as it holds nothing anybody promised.
+        if (core.HoldsLease(now) && core.LeaseUntil is { } until && core.LeaseGrantor.Length > 0)
         {
             _local.SetLease(slot.Resource.Name, LeaseState.Held, ToTimestamp(until), core.LeaseGrantor);
         }
@@ -639,7 +641,7 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
         {
             _local.SetLease(slot.Resource.Name, LeaseState.SelfFenced, null, "");
         }
-        else if (slot.SelfFencing || core.Phase is AgentPhase.Primary or AgentPhase.Activating)
+        else if (slot.SelfFencing || (core.Phase is AgentPhase.Primary or AgentPhase.Activating && !core.HoldsLease(now)))
         {
             _local.SetLease(slot.Resource.Name, LeaseState.Expired, null, "");
         }

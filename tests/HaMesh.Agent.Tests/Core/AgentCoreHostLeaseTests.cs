@@ -218,6 +218,7 @@ public sealed class AgentCoreHostLeaseTests : AgentCoreHostFixture
         Runner.FirstCommand = (Clock, new TaskCompletionSource<DateTimeOffset>());
         await StartAsync(DrbdRole.Primary, generation: 4);
         var start = Clock.GetUtcNow();
+        Assert.Equal(LeaseState.NotHeld, Lease.State);   // nothing granted yet: the start grace is not a lease
         var first = Assert.Single(Coordinator.Requests);   // renewing at once, at its generation
         Assert.Equal(4UL, first.Generation);
         Assert.Single(Calls.Seen);
