@@ -775,9 +775,10 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
         }
 
         bool fenced;
+        var ran = new List<StepResult>();
         try
         {
-            fenced = await _selfFence.RunAsync(name, _stopping.Token, deadline);
+            fenced = await _selfFence.RunAsync(name, _stopping.Token, deadline, ran);
         }
         finally
         {
@@ -798,7 +799,9 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
             _collector.NoteRole(name, DrbdRole.Secondary);
         }
 
-        return new ActionResult { Success = fenced, Message = fenced ? "self-fenced after lease expiry" : Fmt($"self-fence incomplete: {_local.GetLastError(name)}") };
+        var result = new ActionResult { Success = fenced, Message = fenced ? "self-fenced after lease expiry" : Fmt($"self-fence incomplete: {_local.GetLastError(name)}") };
+        result.Steps.AddRange(ran);
+        return result;
     }
 
     /// <param name="slot">With <paramref name="leaseGuard"/>: whose lease is checked before each step.</param>

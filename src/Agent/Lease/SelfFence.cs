@@ -27,7 +27,8 @@ public sealed partial class SelfFence(
     /// <param name="cancellationToken">Stops the agent.</param>
     /// <param name="deadline">The time left to be demoted (default: the configured self-fence deadline; shorter for a Primary found at start).</param>
     /// <returns>True when the node is demoted (or the last resort froze its I/O).</returns>
-    public async Task<bool> RunAsync(string resourceName, CancellationToken cancellationToken, TimeSpan? deadline = null)
+    /// <param name="record">When given, each step's result is added to it (the answer of a Demote that waited for the fence).</param>
+    public async Task<bool> RunAsync(string resourceName, CancellationToken cancellationToken, TimeSpan? deadline = null, List<StepResult>? record = null)
     {
         var resource = _options.FindResource(resourceName)!;
         var limit = deadline ?? _options.Cluster.Timings.SelfFenceDeadline;
@@ -39,6 +40,7 @@ public sealed partial class SelfFence(
             foreach (var step in steps.Deactivation(resource))
             {
                 var result = await steps.RunAsync(step, linked.Token);
+                record?.Add(result);
                 if (result.Outcome == StepOutcome.Failed)
                 {
                     failed = $"{result.Step}: {result.Stderr}";

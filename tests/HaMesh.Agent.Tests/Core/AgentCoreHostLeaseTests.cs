@@ -145,7 +145,9 @@ public sealed class AgentCoreHostLeaseTests : AgentCoreHostFixture
         Assert.False(demote.IsCompleted);
         await AdvanceAsync(Deadline);
         Assert.False(RanAnyActivation, string.Join(" | ", Runner.Log));
-        Assert.True((await demote.WaitAsync(TimeSpan.FromSeconds(30), Ct)).Success);
+        var demoted = await demote.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        Assert.True(demoted.Success, demoted.Message);
+        Assert.Equal(["ip-alias:203.0.113.10/32-stop", "service:postgresql.service-stop"], demoted.Steps.Select(s => s.Step));   // the fence's steps (umount hung; then the last resort)
         Assert.Equal("6\n", File.ReadAllText(Generations.PathOf("db")));
     }
 
