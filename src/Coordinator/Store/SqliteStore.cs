@@ -1,7 +1,11 @@
+using System.Collections.Immutable;
 using System.Globalization;
 using System.Text.Json;
 using HaMesh.Coordinator.Events;
+using HaMesh.Shared.Core;
+using HaMesh.Shared.Failover;
 using Microsoft.Data.Sqlite;
+using CoreOperation = HaMesh.Shared.Core.OperationRecord;
 
 namespace HaMesh.Coordinator.Store;
 
@@ -289,18 +293,228 @@ public sealed class SqliteStore : IEventLog, IDisposable
     {
         lock (_lock)
         {
-            using var cmd = Command(_db, "SELECT id, resource, kind, target, generation, phase, started_ms, state FROM operations ORDER BY started_ms;");
-            using var r = cmd.ExecuteReader();
-            var list = new List<OperationRecord>();
-            while (r.Read())
-            {
-                list.Add(new OperationRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), (ulong)r.GetInt64(4), r.GetString(5),
-                    DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(6)), r.GetString(7)));
-            }
-
-            return list;
+            return ReadOperations();
         }
     }
+
+    private List<OperationRecord> ReadOperations()
+    {
+        using var cmd = Command(_db, "SELECT id, resource, kind, target, generation, phase, started_ms, state FROM operations ORDER BY started_ms;");
+        using var r = cmd.ExecuteReader();
+        var list = new List<OperationRecord>();
+        while (r.Read())
+        {
+            list.Add(new OperationRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), (ulong)r.GetInt64(4), r.GetString(5),
+                DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(6)), r.GetString(7)));
+        }
+
+        return list;
+    }
+
+    // ---------------- the coordinator core's records ----------------
+
+    /// <summary>
+    /// Persists what a <see cref="CoordinatorCore"/> emitted, in one transaction: each record in order (into the
+    /// resources, outdated and operations tables, so every reader above sees it), then the events in order, then
+    /// <paramref name="lastCoreId"/> (the highest id the core used; the stored value only goes up).
+    /// Durable on return; returns the stored events in order.
+    /// </summary>
+    public IReadOnlyList<StoredEvent> Commit(IReadOnlyList<CoordinatorRecord> records, IReadOnlyList<EventRecord> events, long lastCoreId)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        ArgumentNullException.ThrowIfNull(events);
+        var stored = new List<StoredEvent>(events.Count);
+        lock (_lock)
+        {
+            using var tx = _db.BeginTransaction();
+            var now = _time.GetUtcNow();
+            foreach (var record in records)
+            {
+                WriteRecord(record, now.ToUnixTimeMilliseconds());
+            }
+
+            foreach (var e in events)
+            {
+                stored.Add(InsertEvent(e, now));
+            }
+
+            Exec(_db, """
+                INSERT INTO meta(key, value) VALUES ('last_core_id', $v)
+                ON CONFLICT(key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), $v);
+                """, ("$v", lastCoreId));
+            tx.Commit();
+        }
+
+        Notify();
+        return stored;
+    }
+
+    /// <summary>
+    /// The records of <paramref name="resources"/> for a new <see cref="CoordinatorCore"/> (those the store knows
+    /// nothing about are left out) and the highest id used so far. An operation resumes with
+    /// <c>DecidedAt = </c><paramref name="now"/>; one left by the previous daemon (hex id, phases started/demoted/promoted)
+    /// gets a fresh id and the matching stage.
+    /// </summary>
+    /// <exception cref="StoreException">An operation row cannot be understood (kind, phase or state); nothing is guessed.</exception>
+    public (IReadOnlyList<CoordinatorRecord> Records, long LastCoreId) LoadCore(IReadOnlyList<string> resources, MonoTime now)
+    {
+        ArgumentNullException.ThrowIfNull(resources);
+        lock (_lock)
+        {
+            var lastId = Convert.ToInt64(Scalar(_db, "SELECT value FROM meta WHERE key = 'last_core_id';"), CultureInfo.InvariantCulture);
+            var operations = ReadOperations();
+            foreach (var row in operations)
+            {
+                if (CoreId(row) is { } id)
+                {
+                    lastId = Math.Max(lastId, id);
+                }
+            }
+
+            var records = new List<CoordinatorRecord>();
+            foreach (var name in resources)
+            {
+                var rows = operations.Where(o => o.Resource == name).ToList();
+                if (rows.Count > 1)
+                {
+                    throw new StoreException($"resource '{name}' has {rows.Count} operations in the store ({string.Join(", ", rows.Select(o => o.Id))}); at most one can be in flight");
+                }
+
+                var stored = ReadResource(name);
+                if (rows.Count == 0 && stored.OutdatedNodes.Count == 0 && Scalar(_db, "SELECT count(*) FROM resources WHERE name = $r;", ("$r", name)) is 0L)
+                {
+                    continue;
+                }
+
+                records.Add(new CoordinatorRecord(stored.Resource, stored.Generation, stored.PrimaryNode, stored.OutdatedNodes.ToImmutableDictionary(StringComparer.Ordinal),
+                    rows.Count == 0 ? null : ToCore(rows[0], now, ref lastId))
+                {
+                    OutdatedBy = stored.OutdatedMarks.Where(m => m.Value.Requester.Length > 0)
+                        .ToImmutableDictionary(m => m.Key, m => (m.Value.Requester, m.Value.AfterReportSequence), StringComparer.Ordinal),
+                    Maintenance = stored.Maintenance,
+                });
+            }
+
+            return (records, lastId);
+        }
+    }
+
+    private void WriteRecord(CoordinatorRecord record, long nowMs)
+    {
+        var op = record.Operation;
+        var id = op?.Id.ToString(CultureInfo.InvariantCulture);
+        var newFailover = op is { Kind: OperationKind.Failover } && Scalar(_db, "SELECT count(*) FROM operations WHERE id = $i;", ("$i", id)) is 0L;
+        Exec(_db, """
+            INSERT INTO resources(name, generation, primary_node, maintenance, last_failover_ms) VALUES ($r, $g, $p, $m, $f)
+            ON CONFLICT(name) DO UPDATE SET generation = $g, primary_node = $p, maintenance = $m, last_failover_ms = COALESCE($f, last_failover_ms);
+            """, ("$r", record.Resource), ("$g", (long)record.Generation), ("$p", record.Primary), ("$m", record.Maintenance ? 1 : 0), ("$f", newFailover ? nowMs : null));
+
+        Exec(_db, "DELETE FROM outdated WHERE resource = $r;", ("$r", record.Resource));
+        foreach (var (node, generation) in record.Outdated)
+        {
+            var (by, after) = record.OutdatedBy.TryGetValue(node, out var mark) ? mark : ("", 0UL);
+            Exec(_db, "INSERT INTO outdated(resource, node, generation, requester, after_sequence) VALUES ($r, $n, $g, $q, $s);",
+                ("$r", record.Resource), ("$n", node), ("$g", (long)generation), ("$q", by), ("$s", unchecked((long)after)));
+        }
+
+        Exec(_db, "DELETE FROM operations WHERE resource = $r AND id IS NOT $i;", ("$r", record.Resource), ("$i", id));
+        if (op is not null)
+        {
+            Exec(_db, """
+                INSERT INTO operations(id, resource, kind, target, generation, phase, started_ms, state) VALUES ($i, $r, $k, $t, $g, $p, $s, $j)
+                ON CONFLICT(id) DO UPDATE SET resource = $r, kind = $k, target = $t, generation = $g, phase = $p, state = $j;
+                """, ("$i", id), ("$r", record.Resource), ("$k", KindName(op.Kind)), ("$t", op.Target), ("$g", (long)op.Generation), ("$p", StageName(op.Stage)),
+                ("$s", nowMs), ("$j", JsonSerializer.Serialize(new CoreState(op.From, op.Reason, op.Force, op.DemoteFirst, op.DecisionId))));
+        }
+    }
+
+    /// <summary>The row's core id; null for a row of the previous daemon (hex id, or one of its phases), which gets a fresh one.</summary>
+    private static long? CoreId(OperationRecord row) =>
+        LegacyStage(row.Phase, demoteFirst: false) is null && long.TryParse(row.Id, NumberStyles.None, CultureInfo.InvariantCulture, out var id) ? id : null;
+
+    private static CoreOperation ToCore(OperationRecord row, MonoTime now, ref long lastId)
+    {
+        var what = $"operation '{row.Id}' of '{row.Resource}'";
+        var kind = ParseKind(row.Kind) ?? throw new StoreException($"{what} has an unknown kind '{row.Kind}'; refusing to guess what it was doing");
+        CoreState state;
+        try
+        {
+            state = JsonSerializer.Deserialize<CoreState>(row.StateJson) ?? throw new JsonException("the state is null");
+        }
+        catch (JsonException ex)
+        {
+            throw new StoreException($"{what} has unreadable state '{row.StateJson}': {ex.Message}", ex);
+        }
+
+        var stage = LegacyStage(row.Phase, state.DemoteFirst) ?? ParseStage(row.Phase)
+            ?? throw new StoreException($"{what} has an unknown phase '{row.Phase}'; refusing to guess how far it got");
+        var kept = CoreId(row);
+        var id = kept ?? ++lastId;
+        var decisionId = kept is null ? id : state.DecisionId;
+        return new CoreOperation(id, kind, row.TargetNode, row.Generation, stage, decisionId, now)
+        {
+            From = state.From ?? "",
+            Reason = state.Reason ?? "",
+            Force = state.Force,
+            DemoteFirst = state.DemoteFirst,
+        };
+    }
+
+    private static string KindName(OperationKind kind) => kind switch
+    {
+        OperationKind.Failover => "failover",
+        OperationKind.Switchover => "switchover",
+        OperationKind.ForcePromote => "force-promote",
+        OperationKind.EnsurePrimary => "ensure-primary",
+        OperationKind.MoveIp => "move-ip",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "no store name for this operation kind"),
+    };
+
+    private static OperationKind? ParseKind(string name) => name switch
+    {
+        "failover" => OperationKind.Failover,
+        "switchover" => OperationKind.Switchover,
+        "force-promote" => OperationKind.ForcePromote,
+        "ensure-primary" => OperationKind.EnsurePrimary,
+        "move-ip" => OperationKind.MoveIp,
+        _ => null,
+    };
+
+    private static string StageName(OperationStage stage) => stage switch
+    {
+        OperationStage.Agreeing => "agreeing",
+        OperationStage.Demoting => "demoting",
+        OperationStage.Promoting => "promoting",
+        OperationStage.Moving => "moving",
+        OperationStage.Verifying => "verifying",
+        OperationStage.Reasserting => "reasserting",
+        OperationStage.RollingBack => "rolling-back",
+        _ => throw new ArgumentOutOfRangeException(nameof(stage), stage, "no store name for this operation stage"),
+    };
+
+    private static OperationStage? ParseStage(string name) => name switch
+    {
+        "agreeing" => OperationStage.Agreeing,
+        "demoting" => OperationStage.Demoting,
+        "promoting" => OperationStage.Promoting,
+        "moving" => OperationStage.Moving,
+        "verifying" => OperationStage.Verifying,
+        "reasserting" => OperationStage.Reasserting,
+        "rolling-back" => OperationStage.RollingBack,
+        _ => null,
+    };
+
+    /// <summary>Where the core picks up an operation the previous daemon left at <paramref name="phase"/> (its OperationPhases).</summary>
+    private static OperationStage? LegacyStage(string phase, bool demoteFirst) => phase switch
+    {
+        "started" => demoteFirst ? OperationStage.Demoting : OperationStage.Promoting,
+        "demoted" => OperationStage.Promoting,
+        "promoted" => OperationStage.Moving,
+        _ => null,
+    };
+
+    /// <summary>operations.state of a core operation (the previous daemon wrote the same without DecisionId).</summary>
+    private sealed record CoreState(string? From, string? Reason, bool Force, bool DemoteFirst, long DecisionId);
 
     // ---------------- events ----------------
 
@@ -435,9 +649,9 @@ public sealed class SqliteStore : IEventLog, IDisposable
         cmd.ExecuteNonQuery();
     }
 
-    private static object? Scalar(SqliteConnection db, string sql)
+    private static object? Scalar(SqliteConnection db, string sql, params (string Name, object? Value)[] parameters)
     {
-        using var cmd = Command(db, sql);
+        using var cmd = Command(db, sql, parameters);
         return cmd.ExecuteScalar();
     }
 }

@@ -1,7 +1,12 @@
 using HaMesh.Coordinator.Events;
+using HaMesh.Coordinator.Failover;
 using HaMesh.Coordinator.Store;
+using HaMesh.Shared.Core;
+using HaMesh.Shared.Failover;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Time.Testing;
+using CoreOperation = HaMesh.Shared.Core.OperationRecord;
+using OperationRecord = HaMesh.Coordinator.Store.OperationRecord;
 
 namespace HaMesh.Coordinator.Tests.Store;
 
@@ -237,5 +242,170 @@ public sealed class SqliteStoreTests : IDisposable
     {
         var ex = Assert.Throws<StoreException>(() => SqliteStore.Open(Path.Combine(_dir, "no", "such", "c.db"), _time));
         Assert.Contains("does not exist", ex.Message);
+    }
+
+    // ---------------- the coordinator core's records ----------------
+
+    private static readonly MonoTime Now = new(TimeSpan.FromHours(3));
+
+    public static TheoryData<OperationKind, OperationStage> KindsAndStages()
+    {
+        var data = new TheoryData<OperationKind, OperationStage>();
+        foreach (var kind in Enum.GetValues<OperationKind>())
+        {
+            foreach (var stage in Enum.GetValues<OperationStage>())
+            {
+                data.Add(kind, stage);
+            }
+        }
+
+        return data;
+    }
+
+    private static CoordinatorRecord Record(string resource = "db", CoreOperation? operation = null, ulong generation = 4) =>
+        CoordinatorRecord.Empty(resource) with { Generation = generation, Primary = "a", Operation = operation };
+
+    /// <summary>b outdated on a's request (after a's report 1000), c outdated without a requester; in maintenance.</summary>
+    private static CoordinatorRecord WithMarks(CoordinatorRecord record) => record with
+    {
+        Outdated = record.Outdated.SetItem("b", 3).SetItem("c", 4),
+        OutdatedBy = record.OutdatedBy.SetItem("b", ("a", 1000)),
+        Maintenance = true,
+    };
+
+    private static CoreOperation Operation(long id, OperationKind kind = OperationKind.Failover, OperationStage stage = OperationStage.Promoting) =>
+        new(id, kind, "b", 4, stage, DecisionId: id - 1, DecidedAt: new MonoTime(TimeSpan.FromSeconds(5)));
+
+    [Theory]
+    [MemberData(nameof(KindsAndStages))]
+    public void Commit_LoadCore_RoundTripsEveryKindAndStage_AcrossReopen(OperationKind kind, OperationStage stage)
+    {
+        var operation = Operation(7, kind, stage) with { From = "a", Reason = "planned", Force = true, DemoteFirst = true };
+        var record = WithMarks(Record(operation: operation));
+        using (var store = SqliteStore.Open(PathOf(), _time))
+        {
+            store.Commit([record], [], 7);
+        }
+
+        using var reopened = SqliteStore.Open(PathOf(), _time);
+        var (records, lastCoreId) = reopened.LoadCore(["db", "web"], Now);
+        var loaded = Assert.Single(records);
+        Assert.Equal(7, lastCoreId);
+        Assert.Equal(("db", 4UL, "a", true), (loaded.Resource, loaded.Generation, loaded.Primary, loaded.Maintenance));
+        Assert.Equal(record.Outdated, loaded.Outdated);
+        Assert.Equal(record.OutdatedBy, loaded.OutdatedBy);   // c has no requester: not in OutdatedBy
+        Assert.Equal(operation with { DecidedAt = Now }, loaded.Operation);
+    }
+
+    [Fact]
+    public void Commit_OperationNull_DeletesTheOperationRow()
+    {
+        using var store = SqliteStore.Open(PathOf(), _time);
+        store.Commit([Record(operation: Operation(1)), Record("web", Operation(2))], [], 2);
+        store.Commit([Record()], [], 2);
+        Assert.Equal("web", Assert.Single(store.PendingOperations()).Resource);
+        store.Commit([Record("web")], [], 2);
+        Assert.Empty(store.PendingOperations());
+        Assert.All(store.LoadCore(["db", "web"], Now).Records, r => Assert.Null(r.Operation));
+    }
+
+    [Fact]
+    public void Commit_ExistingReadersSeeIt_LastFailoverSetOnlyByANewFailover()
+    {
+        using var store = SqliteStore.Open(PathOf(), _time);
+        var record = WithMarks(Record(operation: Operation(5)));
+        store.Commit([record], [], 5);
+        var r = store.GetResource("db");
+        Assert.Equal((4UL, "a", true, T0), (r.Generation, r.PrimaryNode, r.Maintenance, r.LastFailoverAt));
+        Assert.Equal(new Dictionary<string, ulong> { ["b"] = 3, ["c"] = 4 }, r.OutdatedNodes);
+        Assert.Equal(new Shared.Failover.OutdatedMark(3, "a", 1000), r.OutdatedMarks["b"]);
+        Assert.Equal(new Shared.Failover.OutdatedMark(4, "", 0), r.OutdatedMarks["c"]);
+        var op = Assert.Single(store.PendingOperations());
+        Assert.Equal(("5", "db", "failover", "b", 4UL, "promoting", T0), (op.Id, op.Resource, op.Kind, op.TargetNode, op.Generation, op.Phase, op.StartedAt));
+
+        _time.Advance(TimeSpan.FromMinutes(1));
+        store.Commit([record with { Operation = Operation(5, stage: OperationStage.Moving), Outdated = record.Outdated.Remove("c") }], [], 5);
+        Assert.Equal(["b"], store.GetResource("db").OutdatedNodes.Keys);
+        store.Commit([record with { Operation = Operation(6, OperationKind.Switchover), Maintenance = false }], [], 6);
+        r = store.GetResource("db");
+        Assert.Equal((T0, false), (r.LastFailoverAt, r.Maintenance));
+        op = Assert.Single(store.PendingOperations());
+        Assert.Equal(("6", "switchover", "promoting", T0 + TimeSpan.FromMinutes(1)), (op.Id, op.Kind, op.Phase, op.StartedAt));
+
+        store.Commit([record with { Operation = Operation(6, OperationKind.Switchover, OperationStage.Verifying) }], [], 6);
+        Assert.Equal(T0 + TimeSpan.FromMinutes(1), Assert.Single(store.PendingOperations()).StartedAt);   // kept on later upserts
+        store.Commit([record with { Operation = Operation(8) }], [], 8);
+        Assert.Equal(T0 + TimeSpan.FromMinutes(1), store.GetResource("db").LastFailoverAt);
+    }
+
+    [Fact]
+    public async Task Commit_EventsStoredInOrderWithTheReturnedSequences_AndNotified()
+    {
+        using var store = SqliteStore.Open(PathOf(), _time);
+        await store.AppendAsync(Event("Before"), TestContext.Current.CancellationToken);
+        var changed = store.WaitForChangeAsync(TestContext.Current.CancellationToken);
+        var stored = store.Commit([Record()], [Event("A"), Event("B") with { Generation = 4 }, Event("C")], 0);
+        await changed.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+        Assert.Equal([2UL, 3UL, 4UL], stored.Select(e => e.Sequence));
+        var listed = store.List(1);
+        Assert.Equal(stored.Select(e => (e.Sequence, e.Record.Kind, e.Record.Generation)), listed.Select(e => (e.Sequence, e.Record.Kind, e.Record.Generation)));
+        Assert.Equal(["A", "B", "C"], listed.Select(e => e.Record.Kind));
+        Assert.All(listed, e => Assert.Equal(T0, e.Time));
+    }
+
+    [Fact]
+    public void LastCoreId_SurvivesReopen_IsTheMaxOfTheStoredIdAndTheOperationIds()
+    {
+        using (var store = SqliteStore.Open(PathOf(), _time))
+        {
+            Assert.Equal(0, store.LoadCore(["db"], Now).LastCoreId);
+            Assert.Empty(store.LoadCore(["db"], Now).Records);
+            store.Commit([], [], 10);
+            store.Commit([], [], 7);
+        }
+
+        using (var reopened = SqliteStore.Open(PathOf(), _time))
+        {
+            Assert.Equal(10, reopened.LoadCore([], Now).LastCoreId);
+            reopened.Commit([Record("other", Operation(15))], [], 9);
+        }
+
+        using var again = SqliteStore.Open(PathOf(), _time);
+        Assert.Equal(15, again.LoadCore(["db"], Now).LastCoreId);   // counts operations of every resource, named or not
+    }
+
+    [Theory]
+    [InlineData("started", false, OperationStage.Promoting)]
+    [InlineData("started", true, OperationStage.Demoting)]
+    [InlineData("demoted", true, OperationStage.Promoting)]
+    [InlineData("promoted", true, OperationStage.Moving)]
+    public void LegacyOperation_LoadsWithAFreshIdAndTheMatchingStage(string phase, bool demoteFirst, OperationStage expected)
+    {
+        using (var store = SqliteStore.Open(PathOf(), _time))
+        {
+            store.Commit([Record(), Record("web")], [], 41);
+            store.SaveOperation(new OperationPlan("a1b2c3d4e5f6", OperationKinds.Switchover, "db", "a", "b", 4, "planned", Force: false, demoteFirst).ToRecord(phase, T0));
+            store.SaveOperation(new OperationPlan("123456789012", OperationKinds.ForcePromote, "web", "a", "b", 4, "forced", Force: true, demoteFirst).ToRecord(phase, T0));
+        }
+
+        using var reopened = SqliteStore.Open(PathOf(), _time);
+        var (records, lastCoreId) = reopened.LoadCore(["db", "web"], Now);
+        Assert.Equal(43, lastCoreId);   // the all-digit hex id is not taken for a core id
+        Assert.Equal(new CoreOperation(42, OperationKind.Switchover, "b", 4, expected, 42, Now) { From = "a", Reason = "planned", DemoteFirst = demoteFirst }, records[0].Operation);
+        Assert.Equal(new CoreOperation(43, OperationKind.ForcePromote, "b", 4, expected, 43, Now) { From = "a", Reason = "forced", Force = true, DemoteFirst = demoteFirst }, records[1].Operation);
+    }
+
+    [Theory]
+    [InlineData("failover", "resyncing", "{}", "unknown phase 'resyncing'")]
+    [InlineData("evacuate", "moving", "{}", "unknown kind 'evacuate'")]
+    [InlineData("failover", "moving", "{\"From\":", "unreadable state")]
+    [InlineData("failover", "moving", "null", "unreadable state")]
+    public void UnreadableOperation_RefusedNamingItAndWhatIsWrong(string kind, string phase, string state, string expected)
+    {
+        using var store = SqliteStore.Open(PathOf(), _time);
+        store.SaveOperation(new OperationRecord("9", "db", kind, "b", 4, phase, T0, state));
+        var ex = Assert.Throws<StoreException>(() => store.LoadCore(["db"], Now));
+        Assert.Contains("operation '9' of 'db'", ex.Message);
+        Assert.Contains(expected, ex.Message);
     }
 }
