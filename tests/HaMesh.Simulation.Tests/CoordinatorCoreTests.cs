@@ -216,7 +216,7 @@ public sealed class CoordinatorCoreTests
         Assert.Equal(("c", CommandKind.Agree, 2UL), (agree.Node, agree.Command.Kind, agree.Command.Generation));
         Assert.DoesNotContain(core.OnTimer(t + TimeSpan.FromSeconds(1)).OfType<CoordinatorEffect.SendCommand>(), c => c.Command.Kind == CommandKind.Promote);
         var abandoned = core.OnTimer(t + TimeSpan.FromSeconds(31));
-        Assert.Contains("OperationAbandoned", Events(abandoned));
+        Assert.Contains("ForcePromoteAbandoned", Events(abandoned));
         Assert.Equal(("a", 2UL), (core.Record(R).Primary, core.Record(R).Generation));
     }
 

@@ -15,6 +15,9 @@ public interface IAgentActions
 
     Task<ActionResult> OutdateAsync(OutdateRequest request, CancellationToken cancellationToken);
 
+    /// <summary>A voter agrees to a promotion at the generation (three or more nodes): no lease below it from now on.</summary>
+    Task<ActionResult> AgreeAsync(AgreeRequest request, CancellationToken cancellationToken);
+
     Task<RenewLeaseResponse> RenewLeaseAsync(RenewLeaseRequest request, CancellationToken cancellationToken);
 
     Task<AgentFencePeerResponse> FencePeerAsync(AgentFencePeerRequest request, CancellationToken cancellationToken);

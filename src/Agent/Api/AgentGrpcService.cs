@@ -78,6 +78,19 @@ public sealed class AgentGrpcService(
         return actions.OutdateAsync(request, context.CancellationToken);
     }
 
+    public override Task<ActionResult> Agree(AgreeRequest request, ServerCallContext context)
+    {
+        RequireResource(request.Resource, "resource");
+        RequireGeneration(request.Generation);
+        if (_options.FindNode(request.Candidate) is null || request.Candidate == _options.Agent.Node)
+        {
+            ThrowInvalid("candidate", $"'{Truncate(request.Candidate)}' is not another configured node");
+        }
+
+        RequireText(request.OperationId, "operation_id", MaxOperationId);
+        return actions.AgreeAsync(request, context.CancellationToken);
+    }
+
     public override Task<RenewLeaseResponse> RenewLease(RenewLeaseRequest request, ServerCallContext context)
     {
         RequireResource(request.Resource, "resource");

@@ -211,6 +211,12 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
         return CommandAsync(request.Resource, c => c with { Kind = CommandKind.Outdate, Generation = request.Generation, From = from }, cancellationToken);
     }
 
+    public Task<ActionResult> AgreeAsync(AgreeRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return CommandAsync(request.Resource, c => c with { Kind = CommandKind.Agree, Generation = request.Generation }, cancellationToken);
+    }
+
     /// <summary>
     /// One command: refused with FAILED_PRECONDITION below the highest generation; a higher one is persisted (fsync)
     /// before the core sees it. The core joins a duplicate of the running command to it; any other command waits

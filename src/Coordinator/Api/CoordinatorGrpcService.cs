@@ -1,9 +1,9 @@
 using System.Diagnostics.CodeAnalysis;
 using Grpc.Core;
+using HaMesh.Coordinator.Core;
 using HaMesh.Coordinator.Events;
 using HaMesh.Coordinator.Membership;
 using HaMesh.Coordinator.Operations;
-using HaMesh.Coordinator.Store;
 using HaMesh.Protocol.V1;
 using HaMesh.Shared.Configuration;
 using HaMesh.Shared.Grpc;
@@ -17,9 +17,7 @@ public sealed partial class CoordinatorGrpcService(
     NodeRegistry registry,
     ClusterStatusBuilder statusBuilder,
     IEventLog eventLog,
-    SqliteStore store,
-    FencingRecorder fencing,
-    LeaseGrantor leases,
+    CoordinatorCoreHost core,
     IpClaims claims,
     OperatorCommands operatorCommands,
     ILogger<CoordinatorGrpcService> logger) : CoordinatorService.CoordinatorServiceBase
@@ -53,6 +51,8 @@ public sealed partial class CoordinatorGrpcService(
 
         registry.StreamOpened(node);
         Log.AgentConnected(logger, node, context.Peer);
+        var outbox = core.OpenStream(node);
+        Task? writer = null;
         try
         {
             var timings = _options.Cluster.Timings;
@@ -67,6 +67,8 @@ public sealed partial class CoordinatorGrpcService(
                 },
             }, ct);
 
+            // The core's lease grants for this node: one writer on the stream from here on.
+            writer = WriteAllAsync(outbox, responseStream, ct);
             while (await requestStream.MoveNext(ct))
             {
                 var message = requestStream.Current;
@@ -79,9 +81,10 @@ public sealed partial class CoordinatorGrpcService(
                         }
 
                         registry.Accept(node, message.Report);
+                        core.Report(node, message.Report);
                         break;
                     case AgentMessage.BodyOneofCase.LeaseRequest:
-                        await responseStream.WriteAsync(new CoordinatorMessage { LeaseGrant = leases.Decide(node, message.LeaseRequest) }, ct);
+                        core.LeaseRequest(node, message.LeaseRequest);
                         break;
                     default:
                         ThrowInvalid("body", "expected a report or a lease request after the hello");
@@ -99,8 +102,29 @@ public sealed partial class CoordinatorGrpcService(
         }
         finally
         {
+            core.CloseStream(node, outbox);
+            if (writer is not null)
+            {
+                await writer;
+            }
+
             registry.StreamClosed(node);
             Log.AgentDisconnected(logger, node);
+        }
+    }
+
+    private static async Task WriteAllAsync(System.Threading.Channels.ChannelReader<CoordinatorMessage> outbox, IServerStreamWriter<CoordinatorMessage> stream, CancellationToken ct)
+    {
+        try
+        {
+            await foreach (var message in outbox.ReadAllAsync(ct))
+            {
+                await stream.WriteAsync(message, ct);
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
+        {
+            // the stream ended
         }
     }
 
@@ -162,24 +186,8 @@ public sealed partial class CoordinatorGrpcService(
     public override Task<OperationResult> Switchover(SwitchoverRequest request, ServerCallContext context) =>
         Task.FromResult(operatorCommands.Switchover(request));
 
-    public override Task<OperationResult> SetMaintenance(SetMaintenanceRequest request, ServerCallContext context)
-    {
-        OperatorRequests.RequireResource(_options, request.Resource);
-        var record = store.GetResource(request.Resource);
-        OperatorRequests.RequireCurrentGeneration(request.Generation, record.Generation, request.Resource);
-        var state = request.Enabled ? "on" : "off";
-        if (record.Maintenance != request.Enabled)
-        {
-            var reason = string.IsNullOrWhiteSpace(request.Reason) ? "" : $": {OperatorRequests.Truncate(request.Reason)}";
-            store.SetMaintenance(request.Resource, request.Enabled, new EventRecord(
-                request.Enabled ? "MaintenanceOn" : "MaintenanceOff",
-                $"maintenance {state} for {request.Resource}{reason} (automatic decisions {(request.Enabled ? "suspended" : "resumed")}; reports continue)",
-                request.Resource, Generation: record.Generation, Severity: EventSeverity.Warning));
-            Log.Maintenance(logger, request.Resource, state);
-        }
-
-        return Task.FromResult(new OperationResult { Resource = request.Resource, Generation = record.Generation, Accepted = true, Message = $"maintenance {state}" });
-    }
+    public override Task<OperationResult> SetMaintenance(SetMaintenanceRequest request, ServerCallContext context) =>
+        Task.FromResult(operatorCommands.SetMaintenance(request));
 
     public override Task<ClaimIpResponse> ClaimIp(ClaimIpRequest request, ServerCallContext context)
     {
@@ -227,7 +235,7 @@ public sealed partial class CoordinatorGrpcService(
             ThrowInvalid("generation", "must be at least 1");
         }
 
-        return fencing.RecordAsync(request, context.CancellationToken);
+        return core.FencePeerAsync(request, context.CancellationToken);
     }
 
     public override Task<OperationResult> ForcePromote(ForcePromoteRequest request, ServerCallContext context) =>
@@ -264,9 +272,6 @@ public sealed partial class CoordinatorGrpcService(
 
         [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Agent {Node} stream closed")]
         public static partial void AgentDisconnected(ILogger logger, string node);
-
-        [LoggerMessage(EventId = 2004, Level = LogLevel.Warning, Message = "Maintenance {State} for {Resource}")]
-        public static partial void Maintenance(ILogger logger, string resource, string state);
 
         [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "Rejected Connect from unknown node {Node} ({Peer})")]
         public static partial void UnknownNode(ILogger logger, string node, string peer);

@@ -31,6 +31,12 @@ public interface ICloudIpProvider
     Task<IpRouting> GetRoutingAsync(string ip, CancellationToken cancellationToken);
 
     /// <summary>
+    /// One POST /ip/{ip}/move to <paramref name="serviceName"/>, returning the task id. The caller reads the route and the
+    /// pending tasks first and never repeats it without reading them again (its outcome may be unknown after an error).
+    /// </summary>
+    Task<long> RequestMoveAsync(string ip, string serviceName, CancellationToken cancellationToken);
+
+    /// <summary>
     /// Routes <paramref name="ip"/> to <paramref name="serviceName"/>: reads the route first (no POST when
     /// already there), follows a pending move instead of posting another, posts at most once per known
     /// state, then waits until the route names the target or the timeout passes.

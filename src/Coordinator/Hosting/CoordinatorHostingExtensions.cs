@@ -1,7 +1,7 @@
 using Grpc.Core;
 using HaMesh.Coordinator.Api;
 using HaMesh.Coordinator.Events;
-using HaMesh.Coordinator.Failover;
+using HaMesh.Coordinator.Core;
 using HaMesh.Coordinator.Ovh;
 using HaMesh.Coordinator.Membership;
 using HaMesh.Coordinator.Metrics;
@@ -31,16 +31,12 @@ public static class CoordinatorHostingExtensions
         services.AddSingleton(sp => SqliteStore.Open(storePath, sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<IEventLog>(sp => sp.GetRequiredService<SqliteStore>());
         services.TryAddSingleton<IEventSink>(sp => sp.GetRequiredService<IEventLog>());
-        services.AddSingleton<FencingRecorder>();
-        services.AddSingleton<LeaseGrantor>();
         services.AddSingleton<IpClaims>();
         services.TryAddSingleton<IAgentCommands, AgentCommandClient>();
         services.AddSingleton<FailoverIpVerifier>();
-        services.AddSingleton<ClusterViewBuilder>();
-        services.AddSingleton<OperationExecutor>();
+        services.AddSingleton<CoordinatorCoreHost>();
+        services.AddHostedService(sp => sp.GetRequiredService<CoordinatorCoreHost>());
         services.AddSingleton<OperatorCommands>();
-        services.AddSingleton<DecisionLoop>();
-        services.AddHostedService(sp => sp.GetRequiredService<DecisionLoop>());
         if (!string.IsNullOrEmpty(options.Coordinator.Ovh.CredentialsFile) || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OVH_APPLICATION_KEY")))
         {
             services.AddOvhCloud();

@@ -91,6 +91,8 @@ public sealed class ClusterStatusBuilder(IOptions<HaMeshOptions> options, NodeRe
                     "failover" => OperationKind.Failover,
                     "switchover" => OperationKind.Switchover,
                     "force-promote" => OperationKind.ForcePromote,
+                    "ensure-primary" => OperationKind.EnsurePrimary,
+                    "move-ip" => OperationKind.MoveIp,
                     _ => OperationKind.Unspecified,
                 },
                 TargetNode = op.TargetNode,

@@ -18,6 +18,9 @@ public interface IAgentCommands
 
     Task<ActionResult> DemoteAsync(string node, DemoteRequest request, CancellationToken cancellationToken);
 
+    /// <summary>With three or more nodes: a voter other than the candidate agrees to the promotion at the generation.</summary>
+    Task<ActionResult> AgreeAsync(string node, AgreeRequest request, CancellationToken cancellationToken);
+
     /// <summary>Pings <paramref name="address"/> (a node's agent address, or the agent through the failover IP).</summary>
     Task<PingResponse> PingAsync(string address, string nonce, CancellationToken cancellationToken);
 }
@@ -39,6 +42,9 @@ public sealed class AgentCommandClient(IOptions<HaMeshOptions> options) : IAgent
 
     public Task<ActionResult> DemoteAsync(string node, DemoteRequest request, CancellationToken cancellationToken) =>
         Client(AddressOf(node)).DemoteAsync(request, deadline: RpcDeadline.In(ActionDeadline), cancellationToken: cancellationToken).ResponseAsync;
+
+    public Task<ActionResult> AgreeAsync(string node, AgreeRequest request, CancellationToken cancellationToken) =>
+        Client(AddressOf(node)).AgreeAsync(request, deadline: RpcDeadline.In(_options.Cluster.Timings.Lease), cancellationToken: cancellationToken).ResponseAsync;
 
     public Task<PingResponse> PingAsync(string address, string nonce, CancellationToken cancellationToken) =>
         Client(address).PingAsync(new PingRequest { Nonce = nonce }, deadline: RpcDeadline.In(_options.Cluster.Timings.Lease), cancellationToken: cancellationToken).ResponseAsync;

@@ -17,7 +17,14 @@ public enum VerifyOutcome
     WrongAnswer = 2,
 }
 
-public sealed record VerifyResult(VerifyOutcome Outcome, string Detail);
+public sealed record VerifyResult(VerifyOutcome Outcome, string Detail)
+{
+    /// <summary>The node that answered through the IP (null: nothing answered).</summary>
+    public string? AnsweredBy { get; init; }
+
+    /// <summary>The generation it answered with; 0 when it is not Primary of the resource.</summary>
+    public ulong AnsweredGeneration { get; init; }
+}
 
 /// <summary>
 /// The end-to-end proof of a failover (design §4): call AgentService.Ping through the failover IP on
@@ -43,13 +50,15 @@ public sealed class FailoverIpVerifier(IAgentCommands agents, IOptions<HaMeshOpt
         {
             var pong = await agents.PingAsync(address, nonce, cancellationToken);
             var r = pong.Resources.FirstOrDefault(x => x.Resource == resource);
+            var answered = (pong.Nonce == nonce ? pong.Node : "", r is { Role: DrbdRole.Primary } ? r.Generation : 0UL);
             if (pong.Nonce != nonce || pong.Node != expectedNode || r is null || r.Generation != generation || r.Role != DrbdRole.Primary)
             {
                 return new VerifyResult(VerifyOutcome.WrongAnswer,
-                    $"{address} answered as node '{pong.Node}' (generation {r?.Generation ?? 0}, role {r?.Role ?? DrbdRole.Unknown}); expected '{expectedNode}' Primary at generation {generation}");
+                    $"{address} answered as node '{pong.Node}' (generation {r?.Generation ?? 0}, role {r?.Role ?? DrbdRole.Unknown}); expected '{expectedNode}' Primary at generation {generation}")
+                { AnsweredBy = answered.Item1, AnsweredGeneration = answered.Item2 };
             }
 
-            return new VerifyResult(VerifyOutcome.Verified, $"{address} answered as {expectedNode}, Primary at generation {generation}");
+            return new VerifyResult(VerifyOutcome.Verified, $"{address} answered as {expectedNode}, Primary at generation {generation}") { AnsweredBy = answered.Item1, AnsweredGeneration = answered.Item2 };
         }
         catch (RpcException ex)
         {

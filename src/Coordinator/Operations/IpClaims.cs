@@ -3,7 +3,6 @@ using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using HaMesh.Coordinator.Cloud;
 using HaMesh.Coordinator.Events;
-using HaMesh.Coordinator.Failover;
 using HaMesh.Coordinator.Membership;
 using HaMesh.Coordinator.Ovh;
 using HaMesh.Coordinator.Store;
@@ -79,7 +78,7 @@ public sealed partial class IpClaims(
                         $"a claim of {ip} to {running.Node} is in flight");
                 }
             }
-            else if (services.GetService<DecisionLoop>() is { } loop && loop.IsBusy(resource))
+            else if (services.GetService<Core.CoordinatorCoreHost>()?.Busy(resource) == true)
             {
                 refusal = (new RpcException(new Status(StatusCode.Aborted, $"resource: an automatic operation (failover, promotion or IP move) is in flight for {resource}; retry when it has finished")),
                     $"an automatic operation is in flight for {resource}");

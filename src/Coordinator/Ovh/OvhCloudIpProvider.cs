@@ -17,6 +17,9 @@ public sealed class OvhCloudIpProvider(OvhClient client, IEventSink events, Time
 
     public Task<IpRouting> GetRoutingAsync(string ip, CancellationToken cancellationToken) => client.GetRoutingAsync(ip, cancellationToken);
 
+    public async Task<long> RequestMoveAsync(string ip, string serviceName, CancellationToken cancellationToken) =>
+        (await client.PostMoveAsync(ip, serviceName, cancellationToken)).Id;
+
     /// <summary>After this long a move is reported slow (once); the workflow goes on until the timeout.</summary>
     public TimeSpan SlowAfter { get; init; } = TimeSpan.FromSeconds(90);
 

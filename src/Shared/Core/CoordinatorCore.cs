@@ -24,6 +24,7 @@ public sealed class CoordinatorCore
     private readonly Dictionary<string, string> _lastAlert = new(StringComparer.Ordinal);
     private readonly Dictionary<(string Resource, string Node), MonoTime> _demoteSentAt = [];
     private readonly Dictionary<string, LeasePromise> _grantPromise = new(StringComparer.Ordinal);
+    private readonly Dictionary<long, (string Resource, string Node, ulong Generation, bool Discard)> _rejoins = [];
     private readonly MonoTime _startedAt;
     private ulong _viewVersion;
     private long _ids;
@@ -32,7 +33,8 @@ public sealed class CoordinatorCore
     /// <param name="records">The persisted records (empty on a first start).</param>
     /// <param name="lastUsedId">The highest event/call/command id used by an earlier run (from the event log), so ids never repeat.</param>
     /// <param name="now">The host's monotonic clock at start.</param>
-    public CoordinatorCore(CoordinatorConfig config, IEnumerable<CoordinatorRecord> records, long lastUsedId, MonoTime now)
+    /// <param name="lastFailovers">When each resource last failed over (persisted: the anti-flap interval survives a restart).</param>
+    public CoordinatorCore(CoordinatorConfig config, IEnumerable<CoordinatorRecord> records, long lastUsedId, MonoTime now, IReadOnlyDictionary<string, MonoTime>? lastFailovers = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(records);
@@ -59,6 +61,11 @@ public sealed class CoordinatorCore
         foreach (var n in config.Nodes)
         {
             _nodes[n] = new NodeState();
+        }
+
+        foreach (var (resource, at) in lastFailovers ?? new Dictionary<string, MonoTime>())
+        {
+            _lastFailover[resource] = at;
         }
     }
 
@@ -104,7 +111,7 @@ public sealed class CoordinatorCore
             {
                 rec = rec with { Outdated = rec.Outdated.Remove(peer), OutdatedBy = rec.OutdatedBy.Remove(peer) };
                 Save(rec, fx);
-                Event(fx, "OutdatedCleared", resource, Fmt($"{node} reports {peer} connected and UpToDate again: outdated mark cleared"), 0);
+                Event(fx, "OutdatedCleared", resource, Fmt($"{node} reports {peer} connected and UpToDate again: outdated mark cleared"), 0, node: peer);
             }
         }
 
@@ -145,14 +152,16 @@ public sealed class CoordinatorCore
         var fx = new List<CoordinatorEffect>();
         if (node != rec.Primary || generation != rec.Generation)
         {
-            fx.Add(new CoordinatorEffect.ReplyFence(node, resource, id, false, Fmt($"{node} at generation {generation} is not the primary at the current generation {rec.Generation}")));
+            var why = Fmt($"{node} at generation {generation} is not the primary of {resource} at the current generation {rec.Generation}{(rec.Primary.Length > 0 && rec.Primary != node ? $" ({rec.Primary} is)" : "")}");
+            Event(fx, "FencePeerRefused", resource, why, id, node: node);
+            fx.Add(new CoordinatorEffect.ReplyFence(node, resource, id, false, why));
             return fx;
         }
 
         if (!rec.OutdatedBy.TryGetValue(peer, out var mark) || mark != (node, afterReport))
         {
             Save(rec with { Outdated = rec.Outdated.SetItem(peer, generation), OutdatedBy = rec.OutdatedBy.SetItem(peer, (node, afterReport)) }, fx);
-            Event(fx, "PeerOutdated", resource, Fmt($"{peer} recorded outdated at generation {generation} (fence-peer from {node})"), id);
+            Event(fx, "PeerOutdated", resource, Fmt($"{peer} recorded outdated at generation {generation} on request of {node} (DRBD replication link lost); it is not promoted automatically until it is UpToDate again"), id, node: peer);
         }
 
         fx.Add(new CoordinatorEffect.ReplyFence(node, resource, id, true, Fmt($"{peer} recorded outdated at generation {generation}")));
@@ -163,6 +172,15 @@ public sealed class CoordinatorCore
     public IReadOnlyList<CoordinatorEffect> OnCommandReply(MonoTime now, string node, string resource, long commandId, bool success, string message)
     {
         var fx = new List<CoordinatorEffect>();
+        if (_rejoins.Remove(commandId, out var rejoin))
+        {
+            // A Demote the rule decided (an old primary rejoining, a split-brain victim): its outcome is an event.
+            Event(fx, success ? "Rejoined" : "DemoteFailed", resource, success
+                ? Fmt($"{node} rejoined as Secondary at generation {rejoin.Generation}{(rejoin.Discard ? ", its divergent changes discarded (split-brain policy DiscardOldPrimary)" : "")}: {message}")
+                : Fmt($"demote of {node} at generation {rejoin.Generation} failed: {message}; the rule decides again"), commandId, node: node, generation: rejoin.Generation);
+            return fx;
+        }
+
         if (!_running.TryGetValue(resource, out var run) || run.AwaitingId != commandId)
         {
             return fx;
@@ -175,12 +193,12 @@ public sealed class CoordinatorCore
             if (success)
             {
                 run.Agreed.Add(node);
-                Event(fx, "Agreed", resource, Fmt($"{node} agreed to promote {op.Target} at generation {op.Generation}"), commandId);
+                Event(fx, "Agreed", resource, Fmt($"{node} agreed to promote {op.Target} at generation {op.Generation}"), commandId, node: node);
                 NextAgreement(now, resource, run, fx);
             }
             else
             {
-                Event(fx, "AgreeRefused", resource, Fmt($"{node} refused to agree: {message}; retrying"), commandId);
+                Event(fx, "AgreeRefused", resource, Fmt($"{node} refused to agree: {message}; retrying"), commandId, node: node);
                 run.StageDeadline = now + _config.ReplyTimeout;
             }
 
@@ -192,7 +210,7 @@ public sealed class CoordinatorCore
         {
             case OperationStage.Demoting when success:
                 // The old primary is Secondary at g+1 and holds no lease: the coordinator's promise to it is moot.
-                Event(fx, "Demoted", resource, Fmt($"{node} is Secondary at generation {op.Generation}: {message}"), commandId);
+                Event(fx, "Demoted", resource, Fmt($"{node} is Secondary at generation {op.Generation}: {message}"), commandId, node: node);
                 if (_grantPromise.TryGetValue(resource, out var promise) && promise.Node == node)
                 {
                     _grantPromise.Remove(resource);
@@ -205,7 +223,7 @@ public sealed class CoordinatorCore
             case OperationStage.Demoting:
                 // The old primary may be half-demoted; the target was not touched. Never promote over it: re-assert it.
                 run.LastFailure = message;
-                Event(fx, "DemoteFailed", resource, Fmt($"demote of {node} at generation {op.Generation} failed: {message}"), commandId);
+                Event(fx, "DemoteFailed", resource, Fmt($"demote of {node} at generation {op.Generation} failed: {message}"), commandId, node: node);
                 StartStage(now, resource, run, OperationStage.Reasserting, fx);
                 break;
             case OperationStage.Reasserting:
@@ -214,25 +232,25 @@ public sealed class CoordinatorCore
                     : Fmt($"re-asserting {op.From} failed ({message}); deciding afresh")), fx);
                 break;
             case OperationStage.RollingBack when success:
-                Event(fx, "Promoted", resource, Fmt($"{node} is Primary again at generation {op.Generation}: {message}"), commandId);
+                Event(fx, "Promoted", resource, Fmt($"{node} is Primary again at generation {op.Generation}: {message}"), commandId, node: node);
                 Finish(resource, "RolledBack", Fmt($"promote of {op.Target} failed ({run.LastFailure}); {op.From} is primary again at generation {op.Generation}"), fx);
                 break;
             case OperationStage.RollingBack:
-                Event(fx, "PromoteFailed", resource, Fmt($"promote of {node} (rolling back) at generation {op.Generation} failed: {message}; retrying"), commandId);
+                Event(fx, "PromoteFailed", resource, Fmt($"promote of {node} (rolling back) at generation {op.Generation} failed: {message}; retrying"), commandId, node: node);
                 run.StageDeadline = now + _config.ReplyTimeout;
                 break;
             case OperationStage.Promoting when success:
-                Event(fx, "Promoted", resource, Fmt($"{node}{(op.Force ? " (forced)" : "")} is Primary at generation {op.Generation}: {message}"), commandId);
+                Event(fx, "Promoted", resource, Fmt($"{node}{(op.Force ? " (forced)" : "")} is Primary at generation {op.Generation}: {message}"), commandId, node: node);
                 run.PromotedAt = now;
                 StartStage(now, resource, run, OperationStage.Moving, fx);
                 break;
             case OperationStage.Promoting when op.Kind is OperationKind.Switchover or OperationKind.ForcePromote && now - (run.PromotingSince ?? now) >= _config.PromoteRetryWindow:
                 run.LastFailure = message;
-                Event(fx, "PromoteFailed", resource, Fmt($"promote of {node} at generation {op.Generation} failed: {message}"), commandId);
+                Event(fx, "PromoteFailed", resource, Fmt($"promote of {node} at generation {op.Generation} failed: {message}"), commandId, node: node);
                 if (op.DemoteFirst)
                 {
                     // The old primary was demoted but the target did not come up: make the old one primary again, at a new generation.
-                    Event(fx, op.Prefix + "RollingBack", resource, Fmt($"{op.Target} did not come up: making {op.From} primary again at generation {op.Generation + 1}"), op.Id);
+                    Event(fx, op.Prefix + "RollingBack", resource, Fmt($"{op.Target} did not come up: making {op.From} primary again at generation {op.Generation + 1}"), op.Id, node: op.From, generation: op.Generation + 1, attributes: Attributes(op));
                     var back = op with { Generation = op.Generation + 1, Stage = OperationStage.RollingBack };
                     Save(_records[resource] with { Generation = back.Generation, Primary = op.From, Operation = back }, fx);
                     StartStage(now, resource, run, OperationStage.RollingBack, fx);
@@ -252,7 +270,7 @@ public sealed class CoordinatorCore
                 break;
             case OperationStage.Promoting:
                 // Retried: a Promote is idempotent, and a target may refuse for a while (it promised the old primary a lease).
-                Event(fx, "PromoteFailed", resource, Fmt($"promote of {node} at generation {op.Generation} failed: {message}; retrying"), commandId);
+                Event(fx, "PromoteFailed", resource, Fmt($"promote of {node} at generation {op.Generation} failed: {message}; retrying"), commandId, node: node);
                 run.StageDeadline = now + _config.ReplyTimeout;
                 break;
         }
@@ -375,7 +393,7 @@ public sealed class CoordinatorCore
             : Fmt($"{route} at generation {g}: {reason}");
         var stage = demoteFirst ? OperationStage.Demoting : NeedsAgreement(target) ? OperationStage.Agreeing : OperationStage.Promoting;
         var op = new OperationRecord(id, kind, target, g, stage, id, now) { From = from, Force = force, DemoteFirst = demoteFirst, Reason = reason };
-        Event(fx, op.Prefix + "Started", resource, text, id);
+        Event(fx, op.Prefix + "Started", resource, text, id, node: target, generation: g, attributes: Attributes(op));
         // The old primary stays the recorded primary at g+1 until it is demoted.
         Save(rec with { Generation = g, Primary = demoteFirst ? from : target, Operation = op }, fx);
         Begin(now, resource, op, fx);
@@ -406,7 +424,7 @@ public sealed class CoordinatorCore
                 if (s.RoutedTo == op.Target && (s.PendingMoveTo is null || s.PendingMoveTo == op.Target))
                 {
                     run.RoutedAt ??= now;
-                    Event(fx, "IpRouted", resource, Fmt($"OVH routes {ip} to {op.Target}"), callId);
+                    Event(fx, "OvhMoveCompleted", resource, Fmt($"OVH routes {ip} to {op.Target}"), callId, node: op.Target, attributes: new Dictionary<string, string>(StringComparer.Ordinal) { ["ip"] = ip, ["to"] = op.Target });
                     StartStage(now, resource, run, OperationStage.Verifying, fx);
                 }
                 else if (s.PendingMoveTo is not null)
@@ -451,11 +469,12 @@ public sealed class CoordinatorCore
         run.AwaitingId = 0;
         if (node != op.Target || generation != op.Generation)
         {
-            Event(fx, "VerifyMismatch", resource, Fmt($"ping through {CurrentIp(resource, run)} answered by {node} at generation {generation}, expected {op.Target} at {op.Generation}"), callId);
+            Event(fx, "IpAnsweredByWrongNode", resource, Fmt($"ping through {CurrentIp(resource, run)} answered by {node} at generation {generation}, expected {op.Target} at {op.Generation}; retrying"), callId, node: op.Target);
             run.StageDeadline = now + _config.ReplyTimeout;
             return fx;
         }
 
+        Event(fx, "IpVerified", resource, Fmt($"{op.Target} answered Ping through {CurrentIp(resource, run)}, Primary at generation {op.Generation}"), callId, node: op.Target);
         run.IpIndex++;
         if (run.IpIndex < _config.Resources.First(r => r.Name == resource).Ips.Count)
         {
@@ -481,12 +500,12 @@ public sealed class CoordinatorCore
                     // Restarted with an operation in flight: resume at its stage, re-reading state first.
                     run = new Running { StartedAt = now };
                     _running[r.Name] = run;
-                    Event(fx, "OperationResumed", r.Name, Fmt($"resuming {op.Kind} to {op.Target} at generation {op.Generation} at stage {op.Stage}"), op.Id);
+                    Event(fx, op.Prefix + "Resumed", r.Name, Fmt($"after a coordinator restart: resuming {op.Kind} to {op.Target} at generation {op.Generation} at stage {op.Stage}, re-reading state first (idempotent steps only)"), op.Id, node: op.Target, attributes: Attributes(op));
                     StartStage(now, r.Name, run, op.Stage, fx);
                 }
                 else if (now - run.StartedAt >= _config.OperationTimeout)
                 {
-                    Event(fx, "OperationAbandoned", r.Name, Fmt($"{op.Kind} to {op.Target} at generation {op.Generation} did not finish within {_config.OperationTimeout.TotalSeconds:0} s (stage {op.Stage}); deciding afresh"), op.Id);
+                    Event(fx, op.Prefix + "Abandoned", r.Name, Fmt($"{op.Kind} to {op.Target} at generation {op.Generation} did not finish within {_config.OperationTimeout.TotalSeconds:0} s (stage {op.Stage}, last failure: {run.LastFailure}); deciding afresh"), op.Id, node: op.Target, attributes: Terminal(op, "abandoned"));
                     _running.Remove(r.Name);
                     // A force-promote that never got its target promoted gives the resource back to the old primary: an
                     // EnsurePrimary of the target would skip the agreement it never got (simulation seed 1331, 3 nodes).
@@ -554,7 +573,7 @@ public sealed class CoordinatorCore
             {
                 // Adopt, then tell the node its generation with an idempotent Promote (it is Primary already) and check the IP.
                 var decisionId = ++_ids;
-                Event(fx, "Adopted", a.Resource, a.Reason, decisionId);
+                Event(fx, "Adopted", a.Resource, a.Reason, decisionId, node: a.Node, generation: a.Generation);
                 var op = new OperationRecord(decisionId, OperationKind.EnsurePrimary, a.Node, a.Generation, OperationStage.Promoting, decisionId, now);
                 Save(rec with { Generation = a.Generation, Primary = a.Node, Operation = op }, fx);
                 Begin(now, a.Resource, op, fx);
@@ -564,9 +583,10 @@ public sealed class CoordinatorCore
             case Decision.Failover f:
             {
                 var decisionId = ++_ids;
-                Event(fx, "FailoverStarted", f.Resource, Fmt($"{f.From} → {f.To} at generation {f.NewGeneration}: {f.Reason}"), decisionId);
+                var started = new OperationRecord(decisionId, OperationKind.Failover, f.To, f.NewGeneration, NeedsAgreement(f.To) ? OperationStage.Agreeing : OperationStage.Promoting, decisionId, now) { From = f.From, Reason = f.Reason };
+                Event(fx, "FailoverStarted", f.Resource, Fmt($"{f.From} → {f.To} at generation {f.NewGeneration}: {f.Reason}"), decisionId, node: f.To, generation: f.NewGeneration, attributes: Attributes(started));
                 _lastFailover[f.Resource] = now;
-                var op = new OperationRecord(decisionId, OperationKind.Failover, f.To, f.NewGeneration, NeedsAgreement(f.To) ? OperationStage.Agreeing : OperationStage.Promoting, decisionId, now) { From = f.From, Reason = f.Reason };
+                var op = started;
                 Save(rec with { Generation = f.NewGeneration, Primary = f.To, Operation = op }, fx);
                 Begin(now, f.Resource, op, fx);
                 break;
@@ -575,7 +595,7 @@ public sealed class CoordinatorCore
             case Decision.EnsurePrimary e:
             {
                 var decisionId = ++_ids;
-                Event(fx, "EnsurePrimary", e.Resource, e.Reason, decisionId);
+                Event(fx, "EnsurePrimary", e.Resource, e.Reason, decisionId, node: e.Node);
                 var op = new OperationRecord(decisionId, OperationKind.EnsurePrimary, e.Node, e.Generation, OperationStage.Promoting, decisionId, now);
                 Save(rec with { Operation = op }, fx);
                 Begin(now, e.Resource, op, fx);
@@ -585,7 +605,7 @@ public sealed class CoordinatorCore
             case Decision.MoveIp m:
             {
                 var decisionId = ++_ids;
-                Event(fx, "MoveIp", m.Resource, m.Reason, decisionId);
+                Event(fx, "MoveIp", m.Resource, m.Reason, decisionId, node: m.Node);
                 var op = new OperationRecord(decisionId, OperationKind.MoveIp, m.Node, m.Generation, OperationStage.Moving, decisionId, now);
                 Save(rec with { Operation = op }, fx);
                 Begin(now, m.Resource, op, fx);
@@ -600,7 +620,8 @@ public sealed class CoordinatorCore
 
                 _demoteSentAt[(dm.Resource, dm.Node)] = now;
                 var id = ++_ids;
-                Event(fx, "Demote", dm.Resource, dm.Reason, id);
+                Event(fx, "Demote", dm.Resource, dm.Reason, id, node: dm.Node, generation: dm.Generation);
+                _rejoins[id] = (dm.Resource, dm.Node, dm.Generation, dm.DiscardMyData);
                 fx.Add(new CoordinatorEffect.SendCommand(dm.Node, dm.Resource, new AgentCommand(id, CoreNames.Coordinator, CommandKind.Demote, dm.Generation, dm.DiscardMyData)));
                 break;
             case Decision.SplitBrainAlert or Decision.Halt:
@@ -646,7 +667,7 @@ public sealed class CoordinatorCore
         switch (stage)
         {
             case OperationStage.Demoting:
-                Event(fx, "Demote", resource, Fmt($"{op.Kind} {op.Id} to {op.Target}: demote {op.From} at generation {op.Generation} first"), id);
+                Event(fx, "Demote", resource, Fmt($"{op.Kind} {op.Id} to {op.Target}: demote {op.From} at generation {op.Generation} first"), id, node: op.From);
                 fx.Add(new CoordinatorEffect.SendCommand(op.From, resource, new AgentCommand(id, CoreNames.Coordinator, CommandKind.Demote, op.Generation)));
                 break;
             case OperationStage.Promoting:
@@ -657,14 +678,14 @@ public sealed class CoordinatorCore
                 fx.Add(new CoordinatorEffect.SendCommand(op.From, resource, new AgentCommand(id, CoreNames.Coordinator, CommandKind.Promote, op.Generation)));
                 break;
             case OperationStage.Moving:
-                Event(fx, "OvhReadState", resource, Fmt($"GET routedTo and pending tasks of {ip}"), id);
+                Event(fx, "OvhReadState", resource, Fmt($"GET routedTo and pending tasks of {ip}"), id, node: op.Target);
                 fx.Add(new CoordinatorEffect.CallOvh(id, resource, ip, new OvhCall.ReadState()));
                 break;
             case OperationStage.Verifying:
                 fx.Add(new CoordinatorEffect.PingViaIp(id, resource, ip));
                 if (run.PingsSent++ == _config.PingsBeforeUnreachable)
                 {
-                    Event(fx, "RoutedButUnreachable", resource, Fmt($"{ip} is routed to {op.Target} but {run.PingsSent - 1} pings through it got no answer from {op.Target} at generation {op.Generation}; retrying"), id);
+                    Event(fx, "IpRoutedButUnreachable", resource, Fmt($"{ip} is routed to {op.Target} but {run.PingsSent - 1} pings through it got no answer from {op.Target} at generation {op.Generation}; retrying"), id);
                 }
 
                 break;
@@ -703,16 +724,25 @@ public sealed class CoordinatorCore
         }
 
         string At(MonoTime? t) => t is { } v ? Fmt($"+{(v - op.DecidedAt).TotalMilliseconds:0}ms") : "-";
+        var timings = new Dictionary<string, string>(StringComparer.Ordinal) { ["decided_ms"] = "0" };
+        foreach (var (name, t) in new[] { ("promoted_ms", run.PromotedAt), ("move_requested_ms", run.MoveRequestedAt), ("routed_ms", run.RoutedAt), ("verified_ms", (MonoTime?)now) })
+        {
+            if (t is { } v)
+            {
+                timings[name] = Fmt($"{(v - op.DecidedAt).TotalMilliseconds:0}");
+            }
+        }
+
         Finish(resource, "Completed",
-            Fmt($"{op.Kind} to {op.Target} at generation {op.Generation} verified; decided-at 0, promoted-at {At(run.PromotedAt)}, move-requested-at {At(run.MoveRequestedAt)}, routed-at {At(run.RoutedAt)}, verified-at {At(now)}"), fx);
+            Fmt($"{op.Target} is primary of {resource} at generation {op.Generation}, verified through every failover IP ({op.Kind}); timings after the decision: promoted-at {At(run.PromotedAt)}, move-requested-at {At(run.MoveRequestedAt)}, routed-at {At(run.RoutedAt)}, verified-at {At(now)}"), fx, timings);
     }
 
     /// <summary>The operation's terminal event (Prefix + outcome), then the record without it.</summary>
-    private void Finish(string resource, string outcome, string text, List<CoordinatorEffect> fx)
+    private void Finish(string resource, string outcome, string text, List<CoordinatorEffect> fx, IReadOnlyDictionary<string, string>? timings = null)
     {
         var rec = _records[resource];
         var op = rec.Operation!;
-        Event(fx, op.Prefix + outcome, resource, text, op.Id);
+        Event(fx, op.Prefix + outcome, resource, text, op.Id, node: op.Target, generation: op.Generation, attributes: Terminal(op, outcome.ToLowerInvariant(), timings));
         _running.Remove(resource);
         Save(rec with { Operation = null }, fx);
     }
@@ -729,8 +759,38 @@ public sealed class CoordinatorCore
         fx.Add(new CoordinatorEffect.PersistRecord(record));
     }
 
-    private void Event(List<CoordinatorEffect> fx, string kind, string resource, string text, long refId) =>
-        fx.Add(new CoordinatorEffect.AppendEvent(new CoreEvent(++_ids, kind, resource, text, refId)));
+    /// <summary>Appends an event; <c>node</c> names the node it is about, <c>generation</c> (null: the resource's current one) the generation.</summary>
+    private void Event(List<CoordinatorEffect> fx, string kind, string resource, string text, long refId, string node = "", ulong? generation = null, IReadOnlyDictionary<string, string>? attributes = null) =>
+        fx.Add(new CoordinatorEffect.AppendEvent(new CoreEvent(++_ids, kind, resource, text, refId)
+        {
+            Node = node,
+            Generation = generation ?? (_records.TryGetValue(resource, out var rec) ? rec.Generation : 0),
+            Severity = CoreEvent.SeverityOf(kind),
+            Attributes = attributes ?? CoreEvent.NoAttributes,
+        }));
+
+    /// <summary>What every event of an operation carries: its id, kind and route (clients follow an operation by id).</summary>
+    private static Dictionary<string, string> Attributes(OperationRecord op) => new(StringComparer.Ordinal)
+    {
+        ["operation"] = op.Id.ToString(CultureInfo.InvariantCulture),
+        ["kind"] = op.KindName,
+        ["from"] = op.From,
+        ["to"] = op.Target,
+    };
+
+    /// <summary>The terminal event's attributes: the operation's, its outcome, and the timings when it completed.</summary>
+    private static Dictionary<string, string> Terminal(OperationRecord op, string outcome, IReadOnlyDictionary<string, string>? timings = null)
+    {
+        var a = Attributes(op);
+        a["outcome"] = outcome;
+        a["terminal"] = "true";
+        foreach (var (k, v) in timings ?? CoreEvent.NoAttributes)
+        {
+            a[k] = v;
+        }
+
+        return a;
+    }
 
     private static string Fmt(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 

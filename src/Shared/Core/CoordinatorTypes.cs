@@ -79,6 +79,16 @@ public sealed record OperationRecord(long Id, OperationKind Kind, string Target,
     /// <summary>Why (the decision's or the operator's reason).</summary>
     public string Reason { get; init; } = "";
 
+    /// <summary>The kind as the store and the events name it: failover, switchover, force-promote, ensure-primary, move-ip.</summary>
+    public string KindName => Kind switch
+    {
+        OperationKind.Failover => "failover",
+        OperationKind.Switchover => "switchover",
+        OperationKind.ForcePromote => "force-promote",
+        OperationKind.EnsurePrimary => "ensure-primary",
+        _ => "move-ip",
+    };
+
     /// <summary>The event-kind prefix: FailoverStarted, SwitchoverCompleted, ForcePromoteRolledBack…</summary>
     public string Prefix => Kind switch
     {
@@ -109,8 +119,42 @@ public sealed record CoordinatorRecord(string Resource, ulong Generation, string
 /// <param name="Effects">What to run (the Started event and the record first).</param>
 public sealed record OperatorOutcome(string? Refusal, long OperationId, ulong Generation, IReadOnlyList<CoordinatorEffect> Effects);
 
+public enum CoreSeverity
+{
+    Info,
+    Warning,
+
+    /// <summary>An operator must hear of it: a decision, a failure, a split brain.</summary>
+    Critical,
+}
+
 /// <summary>A durable event (design §7). <see cref="RefId"/> names the OVH call, command or decision it records.</summary>
-public sealed record CoreEvent(long Id, string Kind, string Resource, string Text, long RefId);
+public sealed record CoreEvent(long Id, string Kind, string Resource, string Text, long RefId)
+{
+    public static readonly IReadOnlyDictionary<string, string> NoAttributes = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>The node the event is about (empty: none in particular).</summary>
+    public string Node { get; init; } = "";
+
+    /// <summary>The generation it is about.</summary>
+    public ulong Generation { get; init; }
+
+    public CoreSeverity Severity { get; init; }
+
+    /// <summary>Structured facts: operation id, kind, from, to; on a terminal event outcome, terminal=true and the timings (*_ms).</summary>
+    public IReadOnlyDictionary<string, string> Attributes { get; init; } = NoAttributes;
+
+    /// <summary>How loud an event of this kind is.</summary>
+    public static CoreSeverity SeverityOf(string kind) => kind switch
+    {
+        "FailoverBlocked" or "SplitBrain" or "Halted" or "FencePeerRefused" or "PromoteFailed" or "DemoteFailed" or "IpRoutedButUnreachable" or "IpAnsweredByWrongNode" => CoreSeverity.Critical,
+        _ when kind.EndsWith("Started", StringComparison.Ordinal) || kind.EndsWith("Failed", StringComparison.Ordinal) || kind.EndsWith("Aborted", StringComparison.Ordinal)
+            || kind.EndsWith("RolledBack", StringComparison.Ordinal) || kind.EndsWith("RollingBack", StringComparison.Ordinal) || kind.EndsWith("Abandoned", StringComparison.Ordinal) => CoreSeverity.Critical,
+        "PeerOutdated" or "OutdatedCleared" or "Demote" or "Demoted" or "Rejoined" or "Adopted" or "MaintenanceOn" or "MaintenanceOff" or "PrimaryHandedOver" or "OvhCallFailed" or "AgreeRefused" => CoreSeverity.Warning,
+        _ when kind.EndsWith("Completed", StringComparison.Ordinal) && kind != "OvhMoveCompleted" || kind.EndsWith("Resumed", StringComparison.Ordinal) => CoreSeverity.Warning,
+        _ => CoreSeverity.Info,
+    };
+}
 
 /// <summary>A call the coordinator asks its OVH client to make.</summary>
 public abstract record OvhCall

@@ -44,7 +44,7 @@ public static class AccessPolicy
                     ? $"agent '{caller.Node}' may only fence on its own behalf (requesting_node '{Truncate(f.RequestingNode)}')"
                     : null,
             Agent + "GetStatus" or Agent + "Ping" => null,
-            Agent + "Promote" or Agent + "Demote" => Only(role == ClusterRole.Coordinator, "the coordinator"),
+            Agent + "Promote" or Agent + "Demote" or Agent + "Agree" => Only(role == ClusterRole.Coordinator, "the coordinator"),
             Agent + "Outdate" => role == ClusterRole.Coordinator || IsPeer(caller, localNode) ? null : "only the coordinator or the peer agent may call it",
             Agent + "RenewLease" => !IsPeer(caller, localNode)
                 ? "only the peer agent may call it"

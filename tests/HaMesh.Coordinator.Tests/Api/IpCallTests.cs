@@ -30,6 +30,9 @@ public sealed class IpCallTests
         public Task<IpRouting> GetRoutingAsync(string ip, CancellationToken cancellationToken) =>
             Task.FromResult(new IpRouting(ip, RoutedTo, [new CloudTask(7, "genericMoveFloatingIp", "doing", null, "ns1.ip-1-2-3.eu")]));
 
+        public Task<long> RequestMoveAsync(string ip, string serviceName, CancellationToken cancellationToken) =>
+            throw new InvalidOperationException("ClaimIp runs the whole move workflow (EnsureRoutedAsync)");
+
         public async Task<MoveOutcome> EnsureRoutedAsync(string ip, string serviceName, CancellationToken cancellationToken)
         {
             if (RoutedTo == serviceName)

@@ -1,7 +1,7 @@
+using HaMesh.Coordinator.Core;
 using HaMesh.Coordinator.Events;
 using HaMesh.Coordinator.Membership;
 using HaMesh.Coordinator.Metrics;
-using HaMesh.Coordinator.Operations;
 using HaMesh.Coordinator.Store;
 using HaMesh.Protocol.V1;
 using HaMesh.Testing;
@@ -141,16 +141,19 @@ public sealed class CoordinatorMetricsTests
     public async Task Scrape_ReportAgeGenerationPrimaryAndLeaseDecisions()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var host = await StartAsync();
-        var store = host.Get<SqliteStore>();
-        store.AdvanceGeneration("db", 0, "a", new EventRecord("Bootstrap", "t", "db"), isFailover: false);
-        store.AdvanceGeneration("db", 1, "a", new EventRecord("Bootstrap", "t", "db"), isFailover: false);
+        var options = TestConfig.TwoNodes();
+        options.Coordinator.MetricsListen = "http://127.0.0.1:0";
+        await using var host = await CoordinatorTestHost.StartAsync(options, seed: store =>
+        {
+            store.AdvanceGeneration("db", 0, "a", new EventRecord("Bootstrap", "t", "db"), isFailover: false);
+            store.AdvanceGeneration("db", 1, "a", new EventRecord("Bootstrap", "t", "db"), isFailover: false);
+        });
         host.Get<NodeRegistry>().Accept("a", new NodeStatus { Node = "a" });
         host.Time.Advance(TimeSpan.FromMilliseconds(1500));
-        var leases = host.Get<LeaseGrantor>();
-        leases.Decide("a", new LeaseRequest { Resource = "db", Generation = 2 });
-        leases.Decide("a", new LeaseRequest { Resource = "db", Generation = 1 });
-        leases.Decide("b", new LeaseRequest { Resource = "db", Generation = 2 });
+        var core = host.Get<CoordinatorCoreHost>();
+        core.LeaseRequest("a", new LeaseRequest { Resource = "db", Generation = 2 });
+        core.LeaseRequest("a", new LeaseRequest { Resource = "db", Generation = 1 });
+        core.LeaseRequest("b", new LeaseRequest { Resource = "db", Generation = 2 });
 
         var text = await ScrapeAsync(host, ct);
 

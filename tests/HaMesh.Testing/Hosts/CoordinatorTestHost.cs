@@ -30,13 +30,20 @@ public sealed class CoordinatorTestHost : IAsyncDisposable
 
     public CoordinatorService.CoordinatorServiceClient Client { get; }
 
-    public static async Task<CoordinatorTestHost> StartAsync(HaMeshOptions options, FakeTimeProvider? time = null, Action<IServiceCollection>? configure = null)
+    /// <summary>Starts the coordinator; <c>seed</c> writes the store before it starts (its core loads the store once, at start).</summary>
+    public static async Task<CoordinatorTestHost> StartAsync(HaMeshOptions options, FakeTimeProvider? time = null, Action<IServiceCollection>? configure = null, Action<HaMesh.Coordinator.Store.SqliteStore>? seed = null)
     {
         time ??= new FakeTimeProvider(T0);
         ArgumentNullException.ThrowIfNull(options);
         if (options.Coordinator.StorePath == TestConfig.SharedStorePath)
         {
             options.Coordinator.StorePath = Path.Combine(Path.GetTempPath(), $"hamesh-test-{Guid.NewGuid():N}.db");
+        }
+
+        if (seed is not null)
+        {
+            using var store = HaMesh.Coordinator.Store.SqliteStore.Open(options.Coordinator.StorePath, time);
+            seed(store);
         }
 
         var builder = WebApplication.CreateBuilder();

@@ -3,7 +3,7 @@ using Grpc.Core;
 using HaMesh.Coordinator.Operations;
 using HaMesh.Protocol.V1;
 
-namespace HaMesh.Coordinator.Tests.Failover;
+namespace HaMesh.Coordinator.Tests.CoreHost;
 
 /// <summary>
 /// In-memory agents behind <see cref="IAgentCommands"/>: each node has a DRBD role, disk and generation;
@@ -79,6 +79,19 @@ internal sealed class FakeAgents : IAgentCommands
     public Task<ActionResult> DemoteAsync(string node, DemoteRequest request, CancellationToken cancellationToken) =>
         Act(node, $"Demote {node}@{request.Generation}{(request.DiscardMyData ? " discard" : "")}", request.Generation, DrbdRole.Secondary, n => n.FailDemote,
             "step umount failed: 'umount /srv/db' exited 32: target is busy", "service:postgresql.service=Done, umount=Done, drbd-secondary=Done");
+
+    public Task<ActionResult> AgreeAsync(string node, AgreeRequest request, CancellationToken cancellationToken)
+    {
+        Calls.Enqueue($"Agree {node}@{request.Generation}");
+        ThrowIfDown(node);
+        lock (_lock)
+        {
+            var n = Nodes[node];
+            RefuseStale(n, request.Generation);
+            n.Generation = request.Generation;
+            return Task.FromResult(new ActionResult { Success = n.Role == DrbdRole.Secondary, Message = n.Role == DrbdRole.Secondary ? "agreed" : $"{node} is {n.Role}" });
+        }
+    }
 
     /// <summary>Like the real agent: the generation is persisted before acting (even when the action then fails); a lower one is refused.</summary>
     private Task<ActionResult> Act(string node, string call, ulong generation, DrbdRole role, Func<Node, bool> fails, string failure, string success)

@@ -14,7 +14,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 
-namespace HaMesh.Coordinator.Tests.Failover;
+namespace HaMesh.Coordinator.Tests.CoreHost;
 
 /// <summary>
 /// The coordinator's real composition (TestServer) with fake agents and the fake OVH API over real HTTP
