@@ -48,7 +48,7 @@ public sealed class ReflectionTests
         Assert.Contains("grpc.health.v1.Health", services);
         Assert.Equal("hamesh/v1/agent.proto", file.Name);
         var methods = file.Service.Single(s => s.Name == "AgentService").Method.Select(m => m.Name).ToList();
-        Assert.Equal(["GetStatus", "Promote", "Demote", "Outdate", "RenewLease", "Ping", "FencePeer"], methods);
+        Assert.Equal(["GetStatus", "Promote", "Demote", "Outdate", "Agree", "RenewLease", "Ping", "FencePeer"], methods);
     }
 
     [Fact]

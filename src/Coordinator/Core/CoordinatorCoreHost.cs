@@ -36,6 +36,7 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
     private readonly IAgentCommands _agents;
     private readonly FailoverIpVerifier _verifier;
     private readonly IpRoutingCache _routes;
+    private readonly NodeRegistry? _registry;
     private readonly IServiceProvider _services;
     private readonly TimeProvider _time;
     private readonly ILogger<CoordinatorCoreHost> _logger;
@@ -45,7 +46,7 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
     private readonly Lock _gate = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly Dictionary<string, Channel<CoordinatorMessage>> _streams = new(StringComparer.Ordinal);
-    private readonly Dictionary<long, TaskCompletionSource<FencePeerResponse>> _fences = [];
+    private readonly Dictionary<long, (TaskCompletionSource<FencePeerResponse> Answer, bool Already)> _fences = [];
     private readonly List<Task> _background = [];
     private CoordinatorCore? _core;
     private ITimer? _timer;
@@ -63,6 +64,7 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
         TimeProvider time,
         ILogger<CoordinatorCoreHost> logger,
         IHostApplicationLifetime? lifetime = null,
+        NodeRegistry? registry = null,
         LoopHealth? health = null,
         CoordinatorMetrics? metrics = null)
     {
@@ -76,6 +78,7 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
         _time = time;
         _logger = logger;
         _lifetime = lifetime;
+        _registry = registry;
         _health = health;
         _metrics = metrics;
         Config = ConfigFrom(_options);
@@ -232,7 +235,8 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
         lock (_gate)
         {
             var id = ++_fenceIds;
-            _fences[id] = answer;
+            var already = Config.Resources.Any(r => r.Name == request.Resource) && Core.Record(request.Resource).Outdated.TryGetValue(request.PeerNode, out var at) && at >= request.Generation;
+            _fences[id] = (answer, already);
             Apply(Core.OnFenceRequest(Now, request.RequestingNode, request.Resource, request.PeerNode, request.Generation, id, request.AfterReportSequence));
             if (_fences.Remove(id))
             {
@@ -369,6 +373,9 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
                     events.Add(e.Event);
                     _maxId = Math.Max(_maxId, Math.Max(e.Event.Id, e.Event.RefId));
                     continue;
+                case CoordinatorEffect.Holding h:
+                    Log.Holding(_logger, h.Resource, h.Reason);
+                    continue;
             }
 
             // Everything durable before this effect is committed first (one transaction, fsync).
@@ -389,12 +396,12 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
                     Track(SendCommandAsync(c, candidate));
                     break;
                 case CoordinatorEffect.ReplyFence f:
-                    if (_fences.Remove(f.Id, out var answer))
+                    if (_fences.Remove(f.Id, out var fence))
                     {
                         var rec = _core!.Record(f.Resource);
-                        answer.TrySetResult(new FencePeerResponse
+                        fence.Answer.TrySetResult(new FencePeerResponse
                         {
-                            Outcome = f.Success ? FenceOutcome.PeerOutdated : FenceOutcome.Failed,
+                            Outcome = !f.Success ? FenceOutcome.Failed : fence.Already ? FenceOutcome.PeerAlreadyOutdated : FenceOutcome.PeerOutdated,
                             Generation = rec.Generation,
                             Message = f.Message,
                         });
@@ -407,7 +414,8 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
                     break;
                 case CoordinatorEffect.PingViaIp p:
                     _maxId = Math.Max(_maxId, p.CallId);
-                    Track(PingAsync(p, _core!.Record(p.Resource).Operation?.Target ?? ""));
+                    var op = _core!.Record(p.Resource).Operation;
+                    Track(PingAsync(p, op?.Target ?? "", op?.Generation ?? 0));
                     break;
             }
         }
@@ -462,6 +470,11 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
     private void Grant(CoordinatorEffect.SendLeaseGrant g)
     {
         _metrics?.LeaseDecided(g.Node, g.Granted);
+        if (g.Granted)
+        {
+            _registry?.RecordGrant(g.Node);
+        }
+
         if (_streams.TryGetValue(g.Node, out var stream))
         {
             // A full outbox drops the oldest answer: the agent asks again every heartbeat.
@@ -507,13 +520,13 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
                 _ => new ActionResult { Success = false, Message = $"the coordinator does not send {cmd.Kind}" },
             };
         }
-        catch (RpcException ex) when (!_stopping.IsCancellationRequested)
+        catch (Exception ex) when (_stopping.IsCancellationRequested && ex is RpcException or OperationCanceledException)
+        {
+            return;   // stopping: the operation stays recorded for the next start
+        }
+        catch (RpcException ex)
         {
             result = new ActionResult { Success = false, Message = $"{ex.StatusCode}: {ex.Status.Detail}" };
-        }
-        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
-        {
-            return;
         }
 
         var message = result.Message + StepTimes(result);
@@ -577,7 +590,7 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
     private string? NodeOf(string? service) =>
         _options.Nodes.FirstOrDefault(n => OvhCloudIpProvider.SameService(n.ServiceName, service))?.Name;
 
-    private async Task PingAsync(CoordinatorEffect.PingViaIp p, string target)
+    private async Task PingAsync(CoordinatorEffect.PingViaIp p, string target, ulong generation)
     {
         await Task.Yield();
         VerifyResult result;
@@ -585,7 +598,7 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
         {
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
             deadline.CancelAfter(Config.ReplyTimeout);
-            result = await _verifier.VerifyAsync(p.Resource, p.Ip, target, 0, deadline.Token);
+            result = await _verifier.VerifyAsync(p.Resource, p.Ip, target, generation, deadline.Token);
         }
         catch (OperationCanceledException)
         {
@@ -594,7 +607,7 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
 
         if (result.AnsweredBy is { Length: > 0 } node)
         {
-            Back((core, now) => core.OnPingReply(now, p.Resource, p.CallId, node, result.AnsweredGeneration));
+            Back((core, now) => core.OnPingReply(now, p.Resource, p.CallId, node, result.AnsweredGeneration, result.Outcome == VerifyOutcome.Verified ? result.Detail : ""));
         }
     }
 
@@ -642,6 +655,9 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
 
         [LoggerMessage(EventId = 2214, Level = LogLevel.Critical, Message = "The coordinator's store cannot be written ({Reason}); stopping: the next start resumes from what is durable")]
         public static partial void CommitFailed(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = 2201, Level = LogLevel.Information, Message = "{Resource}: holding: {Reason}")]
+        public static partial void Holding(ILogger logger, string resource, string reason);
 
         [LoggerMessage(EventId = 2004, Level = LogLevel.Warning, Message = "Maintenance {State} for {Resource}")]
         public static partial void Maintenance(ILogger logger, string resource, string state);

@@ -152,7 +152,9 @@ public sealed class CoordinatorCore
         var fx = new List<CoordinatorEffect>();
         if (node != rec.Primary || generation != rec.Generation)
         {
-            var why = Fmt($"{node} at generation {generation} is not the primary of {resource} at the current generation {rec.Generation}{(rec.Primary.Length > 0 && rec.Primary != node ? $" ({rec.Primary} is)" : "")}");
+            var why = generation < rec.Generation
+                ? Fmt($"stale generation {generation} < {rec.Generation}: {node} is not the current primary of {resource}")
+                : Fmt($"{node} at generation {generation} is not the primary of {resource} at the current generation {rec.Generation}{(rec.Primary.Length > 0 && rec.Primary != node ? $" ({rec.Primary} is)" : "")}");
             Event(fx, "FencePeerRefused", resource, why, id, node: node);
             fx.Add(new CoordinatorEffect.ReplyFence(node, resource, id, false, why));
             return fx;
@@ -424,7 +426,7 @@ public sealed class CoordinatorCore
                 if (s.RoutedTo == op.Target && (s.PendingMoveTo is null || s.PendingMoveTo == op.Target))
                 {
                     run.RoutedAt ??= now;
-                    Event(fx, "OvhMoveCompleted", resource, Fmt($"OVH routes {ip} to {op.Target}"), callId, node: op.Target, attributes: new Dictionary<string, string>(StringComparer.Ordinal) { ["ip"] = ip, ["to"] = op.Target });
+                    Event(fx, "OvhMoveCompleted", resource, Fmt($"OVH routes {ip} to {op.Target} ({run.Posts} POST, {(now - (run.MovingSince ?? now)).TotalMilliseconds:0} ms)"), callId, node: op.Target, attributes: new Dictionary<string, string>(StringComparer.Ordinal) { ["ip"] = ip, ["to"] = op.Target });
                     StartStage(now, resource, run, OperationStage.Verifying, fx);
                 }
                 else if (s.PendingMoveTo is not null)
@@ -438,6 +440,7 @@ public sealed class CoordinatorCore
                     run.AwaitingId = id;
                     run.StageDeadline = now + _config.ReplyTimeout;
                     run.MoveRequestedAt ??= now;
+                    run.Posts++;
                     Event(fx, "OvhMoveRequested", resource, Fmt($"POST /ip/{ip}/move to {op.Target} (routed to {s.RoutedTo ?? "elsewhere"})"), id);
                     fx.Add(new CoordinatorEffect.CallOvh(id, resource, ip, new OvhCall.Move(op.Target)));
                 }
@@ -457,7 +460,13 @@ public sealed class CoordinatorCore
     }
 
     /// <summary>An answer to <see cref="CoordinatorEffect.PingViaIp"/>: who answered through the IP, at which generation.</summary>
-    public IReadOnlyList<CoordinatorEffect> OnPingReply(MonoTime now, string resource, long callId, string node, ulong generation)
+    /// <param name="now">The coordinator's monotonic clock.</param>
+    /// <param name="resource">The resource.</param>
+    /// <param name="callId">The ping's id.</param>
+    /// <param name="node">Who answered.</param>
+    /// <param name="generation">The generation it answered at (0: not Primary).</param>
+    /// <param name="detail">How it was reached (the address), for the event.</param>
+    public IReadOnlyList<CoordinatorEffect> OnPingReply(MonoTime now, string resource, long callId, string node, ulong generation, string detail = "")
     {
         var fx = new List<CoordinatorEffect>();
         if (!_running.TryGetValue(resource, out var run) || run.AwaitingId != callId)
@@ -474,8 +483,10 @@ public sealed class CoordinatorCore
             return fx;
         }
 
-        Event(fx, "IpVerified", resource, Fmt($"{op.Target} answered Ping through {CurrentIp(resource, run)}, Primary at generation {op.Generation}"), callId, node: op.Target);
+        Event(fx, "IpVerified", resource, detail.Length > 0 ? detail : Fmt($"{op.Target} answered Ping through {CurrentIp(resource, run)}, Primary at generation {op.Generation}"), callId, node: op.Target);
         run.IpIndex++;
+        run.MovingSince = null;
+        run.Posts = 0;
         if (run.IpIndex < _config.Resources.First(r => r.Name == resource).Ips.Count)
         {
             StartStage(now, resource, run, OperationStage.Moving, fx);
@@ -555,6 +566,7 @@ public sealed class CoordinatorCore
                 if (!_lastHold.TryGetValue(h.Resource, out var previous) || previous != h.Reason)
                 {
                     _lastHold[h.Resource] = h.Reason;
+                    fx.Add(new CoordinatorEffect.Holding(h.Resource, h.Reason));
                 }
 
                 // The one hold an operator must hear of (every decision has its event): the primary is gone and
@@ -678,6 +690,7 @@ public sealed class CoordinatorCore
                 fx.Add(new CoordinatorEffect.SendCommand(op.From, resource, new AgentCommand(id, CoreNames.Coordinator, CommandKind.Promote, op.Generation)));
                 break;
             case OperationStage.Moving:
+                run.MovingSince ??= now;
                 Event(fx, "OvhReadState", resource, Fmt($"GET routedTo and pending tasks of {ip}"), id, node: op.Target);
                 fx.Add(new CoordinatorEffect.CallOvh(id, resource, ip, new OvhCall.ReadState()));
                 break;
@@ -824,6 +837,11 @@ public sealed class CoordinatorCore
         public MonoTime? MoveRequestedAt { get; set; }
 
         public MonoTime? RoutedAt { get; set; }
+
+        /// <summary>When the move of the current IP began (its first state read), and the POSTs made for it.</summary>
+        public MonoTime? MovingSince { get; set; }
+
+        public int Posts { get; set; }
 
         /// <summary>When the first Promote of the target was sent (switchover/force-promote retry a refused Promote this long).</summary>
         public MonoTime? PromotingSince { get; set; }

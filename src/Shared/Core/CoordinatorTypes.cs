@@ -150,7 +150,7 @@ public sealed record CoreEvent(long Id, string Kind, string Resource, string Tex
         "FailoverBlocked" or "SplitBrain" or "Halted" or "FencePeerRefused" or "PromoteFailed" or "DemoteFailed" or "IpRoutedButUnreachable" or "IpAnsweredByWrongNode" => CoreSeverity.Critical,
         _ when kind.EndsWith("Started", StringComparison.Ordinal) || kind.EndsWith("Failed", StringComparison.Ordinal) || kind.EndsWith("Aborted", StringComparison.Ordinal)
             || kind.EndsWith("RolledBack", StringComparison.Ordinal) || kind.EndsWith("RollingBack", StringComparison.Ordinal) || kind.EndsWith("Abandoned", StringComparison.Ordinal) => CoreSeverity.Critical,
-        "PeerOutdated" or "OutdatedCleared" or "Demote" or "Demoted" or "Rejoined" or "Adopted" or "MaintenanceOn" or "MaintenanceOff" or "PrimaryHandedOver" or "OvhCallFailed" or "AgreeRefused" => CoreSeverity.Warning,
+        "PeerOutdated" or "OutdatedCleared" or "Demote" or "Demoted" or "Rejoined" or "MaintenanceOn" or "MaintenanceOff" or "PrimaryHandedOver" or "OvhCallFailed" or "AgreeRefused" => CoreSeverity.Warning,
         _ when kind.EndsWith("Completed", StringComparison.Ordinal) && kind != "OvhMoveCompleted" || kind.EndsWith("Resumed", StringComparison.Ordinal) => CoreSeverity.Warning,
         _ => CoreSeverity.Info,
     };
@@ -210,4 +210,7 @@ public abstract record CoordinatorEffect
 
     /// <summary>AgentService.Ping through the failover IP (end-to-end proof).</summary>
     public sealed record PingViaIp(long CallId, string Resource, string Ip) : CoordinatorEffect;
+
+    /// <summary>Why the rule holds (does nothing) for the resource, when the reason changed: for the log ("why no failover?").</summary>
+    public sealed record Holding(string Resource, string Reason) : CoordinatorEffect;
 }

@@ -49,9 +49,8 @@ public sealed class CoordinatorGrpcServiceTests
     public async Task Connect_ReportsFromBothNodes_StatusShowsRolesAndGeneration()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var host = await CoordinatorTestHost.StartAsync(TestConfig.TwoNodes());
-        // maintenance: the decision loop (which decides on every report) adopts nothing, so the status shows what the reports say
-        host.Get<HaMesh.Coordinator.Store.SqliteStore>().SetMaintenance("db", true, new HaMesh.Coordinator.Events.EventRecord("MaintenanceOn", "test", "db"));
+        // maintenance: the core (which decides on every report) adopts nothing, so the status shows what the reports say
+        await using var host = await CoordinatorTestHost.StartAsync(TestConfig.TwoNodes(), seed: s => s.SetMaintenance("db", true, new HaMesh.Coordinator.Events.EventRecord("MaintenanceOn", "test", "db")));
         using var a = await ConnectAsync(host, "a", ct);
         using var b = await ConnectAsync(host, "b", ct);
         await a.RequestStream.WriteAsync(new AgentMessage { Report = Report("a", DrbdRole.Primary) }, ct);

@@ -15,8 +15,7 @@ public sealed class OperatorCallTests
     public async Task SetMaintenance_CurrentGeneration_PersistedShownAndEvented()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var host = await CoordinatorTestHost.StartAsync(TestConfig.TwoNodes());
-        host.Get<SqliteStore>().AdvanceGeneration("db", 0, "a", Boot, isFailover: false);
+        await using var host = await CoordinatorTestHost.StartAsync(TestConfig.TwoNodes(), seed: s => s.AdvanceGeneration("db", 0, "a", Boot, isFailover: false));
 
         var result = await host.Client.SetMaintenanceAsync(new SetMaintenanceRequest { Resource = "db", Generation = 1, Enabled = true, Reason = "kernel upgrade" }, cancellationToken: ct);
         var status = await host.Client.GetClusterStatusAsync(new GetClusterStatusRequest(), cancellationToken: ct);
@@ -33,10 +32,8 @@ public sealed class OperatorCallTests
     public async Task SetMaintenance_StaleGeneration_FailedPreconditionNamesBoth()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var host = await CoordinatorTestHost.StartAsync(TestConfig.TwoNodes());
+        await using var host = await CoordinatorTestHost.StartAsync(TestConfig.TwoNodes(), seed: s => { s.AdvanceGeneration("db", 0, "a", Boot, isFailover: false); s.AdvanceGeneration("db", 1, "b", Boot, isFailover: true); });
         var store = host.Get<SqliteStore>();
-        store.AdvanceGeneration("db", 0, "a", Boot, isFailover: false);
-        store.AdvanceGeneration("db", 1, "b", Boot, isFailover: true);
 
         var ex = await Assert.ThrowsAsync<RpcException>(() => host.Client.SetMaintenanceAsync(new SetMaintenanceRequest { Resource = "db", Generation = 1, Enabled = true }, cancellationToken: ct).ResponseAsync);
 
@@ -50,8 +47,7 @@ public sealed class OperatorCallTests
     public async Task FencePeer_CurrentPrimary_PeerRecordedOutdatedBeforeAnswer()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var host = await CoordinatorTestHost.StartAsync(TestConfig.TwoNodes());
-        host.Get<SqliteStore>().AdvanceGeneration("db", 0, "a", Boot, isFailover: false);
+        await using var host = await CoordinatorTestHost.StartAsync(TestConfig.TwoNodes(), seed: s => s.AdvanceGeneration("db", 0, "a", Boot, isFailover: false));
 
         var reply = await host.Client.FencePeerAsync(new FencePeerRequest { Resource = "db", Generation = 1, RequestingNode = "a", PeerNode = "b" }, cancellationToken: ct);
         var again = await host.Client.FencePeerAsync(new FencePeerRequest { Resource = "db", Generation = 1, RequestingNode = "a", PeerNode = "b" }, cancellationToken: ct);
@@ -67,10 +63,8 @@ public sealed class OperatorCallTests
     public async Task FencePeer_StaleRequester_RefusedAndNothingRecorded()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var host = await CoordinatorTestHost.StartAsync(TestConfig.TwoNodes());
+        await using var host = await CoordinatorTestHost.StartAsync(TestConfig.TwoNodes(), seed: s => { s.AdvanceGeneration("db", 0, "a", Boot, isFailover: false); s.AdvanceGeneration("db", 1, "b", Boot, isFailover: true); });
         var store = host.Get<SqliteStore>();
-        store.AdvanceGeneration("db", 0, "a", Boot, isFailover: false);
-        store.AdvanceGeneration("db", 1, "b", Boot, isFailover: true);
 
         // a was primary at generation 1; b took over at 2; a's late fence-peer call must not outdate b
         var reply = await host.Client.FencePeerAsync(new FencePeerRequest { Resource = "db", Generation = 1, RequestingNode = "a", PeerNode = "b" }, cancellationToken: ct);
@@ -85,8 +79,7 @@ public sealed class OperatorCallTests
     public async Task FencePeer_RequesterIsNotPrimary_Refused()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var host = await CoordinatorTestHost.StartAsync(TestConfig.TwoNodes());
-        host.Get<SqliteStore>().AdvanceGeneration("db", 0, "a", Boot, isFailover: false);
+        await using var host = await CoordinatorTestHost.StartAsync(TestConfig.TwoNodes(), seed: s => s.AdvanceGeneration("db", 0, "a", Boot, isFailover: false));
 
         var reply = await host.Client.FencePeerAsync(new FencePeerRequest { Resource = "db", Generation = 1, RequestingNode = "b", PeerNode = "a" }, cancellationToken: ct);
 
