@@ -13,6 +13,8 @@ namespace HaMesh.Coordinator.Tests.CoreHost;
 internal sealed class FakeAgents : IAgentCommands
 {
     private readonly Lock _lock = new();
+    private readonly Dictionary<string, ulong> _sequences = new(StringComparer.Ordinal);
+    private int _pings;
 
     public sealed class Node
     {
@@ -29,6 +31,9 @@ internal sealed class FakeAgents : IAgentCommands
         public bool FailPromote { get; set; }
 
         public bool FailDemote { get; set; }
+
+        /// <summary>When set, Promote and Demote of this node wait for it before acting (an operation kept in flight).</summary>
+        public TaskCompletionSource? Hold { get; set; }
     }
 
     public Dictionary<string, Node> Nodes { get; } = new(StringComparer.Ordinal) { ["a"] = new(), ["b"] = new() };
@@ -39,15 +44,21 @@ internal sealed class FakeAgents : IAgentCommands
     /// <summary>Which node the failover IP reaches now (null: nothing answers).</summary>
     public Func<string, string?> RoutedNode { get; set; } = _ => null;
 
+    /// <summary>Pings through a failover IP so far (answered or not).</summary>
+    public int Pings => Volatile.Read(ref _pings);
+
+    /// <summary>A report of the node's current state; each one carries the next sequence, like a real agent's.</summary>
     public NodeStatus Report(string node)
     {
         lock (_lock)
         {
             var n = Nodes[node];
             var peer = Nodes.First(kv => kv.Key != node);
+            _sequences[node] = _sequences.GetValueOrDefault(node) + 1;
             return new NodeStatus
             {
                 Node = node,
+                Sequence = _sequences[node],
                 Resources =
                 {
                     new ResourceStatus
@@ -74,11 +85,11 @@ internal sealed class FakeAgents : IAgentCommands
 
     public Task<ActionResult> PromoteAsync(string node, PromoteRequest request, CancellationToken cancellationToken) =>
         Act(node, $"Promote {node}@{request.Generation}{(request.Force ? "!" : "")}", request.Generation, DrbdRole.Primary, n => n.FailPromote,
-            "step drbd-primary failed: 'drbdadm primary r0' exited 11: State change failed", "drbd-primary=Done, mount=Done");
+            "step drbd-primary failed: 'drbdadm primary r0' exited 11: State change failed", "drbd-primary=Done, mount=Done", cancellationToken);
 
     public Task<ActionResult> DemoteAsync(string node, DemoteRequest request, CancellationToken cancellationToken) =>
         Act(node, $"Demote {node}@{request.Generation}{(request.DiscardMyData ? " discard" : "")}", request.Generation, DrbdRole.Secondary, n => n.FailDemote,
-            "step umount failed: 'umount /srv/db' exited 32: target is busy", "service:postgresql.service=Done, umount=Done, drbd-secondary=Done");
+            "step umount failed: 'umount /srv/db' exited 32: target is busy", "service:postgresql.service=Done, umount=Done, drbd-secondary=Done", cancellationToken);
 
     public Task<ActionResult> AgreeAsync(string node, AgreeRequest request, CancellationToken cancellationToken)
     {
@@ -94,9 +105,14 @@ internal sealed class FakeAgents : IAgentCommands
     }
 
     /// <summary>Like the real agent: the generation is persisted before acting (even when the action then fails); a lower one is refused.</summary>
-    private Task<ActionResult> Act(string node, string call, ulong generation, DrbdRole role, Func<Node, bool> fails, string failure, string success)
+    private async Task<ActionResult> Act(string node, string call, ulong generation, DrbdRole role, Func<Node, bool> fails, string failure, string success, CancellationToken cancellationToken)
     {
         Calls.Enqueue(call);
+        if (Nodes[node].Hold is { } hold)
+        {
+            await hold.Task.WaitAsync(cancellationToken);
+        }
+
         ThrowIfDown(node);
         lock (_lock)
         {
@@ -105,16 +121,17 @@ internal sealed class FakeAgents : IAgentCommands
             n.Generation = generation;
             if (fails(n))
             {
-                return Task.FromResult(new ActionResult { Success = false, Message = failure });
+                return new ActionResult { Success = false, Message = failure };
             }
 
             n.Role = role;
-            return Task.FromResult(new ActionResult { Success = true, Message = success });
+            return new ActionResult { Success = true, Message = success };
         }
     }
 
     public Task<PingResponse> PingAsync(string address, string nonce, CancellationToken cancellationToken)
     {
+        Interlocked.Increment(ref _pings);
         var host = new Uri(address).Host;
         var node = RoutedNode(host + "/32");
         if (node is null || Nodes[node].Down)
