@@ -97,11 +97,14 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
         ArgumentNullException.ThrowIfNull(o);
         var t = o.Cluster.Timings;
         var policy = new HaOptions(t.Lease, t.DriftMargin, t.MinFailoverInterval);
-        var resources = o.Resources.Select(r => new CoreResource(r.Name, r.PreferredNode, r.FailoverIps, r.SplitBrainPolicy == SplitBrainPolicy.DiscardOldPrimary)).ToList();
+        var resources = o.Resources.Select(r => new CoreResource(r.Name, r.PreferredNode, r.FailoverIps, r.SplitBrainPolicy == SplitBrainPolicy.DiscardOldPrimary) { DrbdResource = r.DrbdResource }).ToList();
         return new CoordinatorConfig(o.Nodes.Select(n => n.Name).ToList(), resources, policy, t.Heartbeat, t.OvhPollInterval, t.OvhTimeout + TimeSpan.FromMinutes(1))
         {
             ReplyTimeout = TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(1).Ticks, t.Heartbeat.Ticks * 4)),
             PromoteRetryWindow = policy.Silence,
+            // An OVH read is several calls, each retried by the client: wait for it rather than overtake it.
+            OvhReplyTimeout = TimeSpan.FromTicks(Math.Min(t.OvhTimeout.Ticks, TimeSpan.FromMinutes(2).Ticks)),
+            MoveTimeout = t.OvhTimeout,
         };
     }
 
@@ -442,7 +445,14 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
             stored.AddRange(_store.Commit(records, events.Select(ToRecord).ToList(), _maxId));
             foreach (var e in events.Where(e => e.Severity == CoreSeverity.Critical))
             {
-                Log.Critical(_logger, e.Resource, e.Kind, e.Text);
+                if (e.Kind.EndsWith("Started", StringComparison.Ordinal))
+                {
+                    Log.Decided(_logger, e.Resource, e.Kind[..^"Started".Length], e.Text);   // the audit line behind every Started event
+                }
+                else
+                {
+                    Log.Critical(_logger, e.Resource, e.Kind, e.Text);
+                }
             }
         }
         catch (Exception ex) when (ex is StoreException or Microsoft.Data.Sqlite.SqliteException or IOException)
@@ -551,10 +561,12 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
         {
             try
             {
+                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+                deadline.CancelAfter(Config.OvhReplyTimeout ?? Config.ReplyTimeout);
                 reply = o.Call switch
                 {
-                    OvhCall.ReadState => State(o.Ip, await cloud.GetRoutingAsync(o.Ip, _stopping.Token)),
-                    OvhCall.Move m => new OvhReply.MoveAccepted(await cloud.RequestMoveAsync(o.Ip, _options.FindNode(m.To)?.ServiceName ?? m.To, _stopping.Token)),
+                    OvhCall.ReadState => State(o.Ip, await cloud.GetRoutingAsync(o.Ip, deadline.Token)),
+                    OvhCall.Move m => new OvhReply.MoveAccepted(await cloud.RequestMoveAsync(o.Ip, _options.FindNode(m.To)?.ServiceName ?? m.To, deadline.Token)),
                     _ => new OvhReply.Failed($"unknown call {o.Call}"),
                 };
             }
@@ -655,6 +667,9 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
 
         [LoggerMessage(EventId = 2214, Level = LogLevel.Critical, Message = "The coordinator's store cannot be written ({Reason}); stopping: the next start resumes from what is durable")]
         public static partial void CommitFailed(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = 2202, Level = LogLevel.Warning, Message = "{Resource}: decided {Decision}: {Reason}")]
+        public static partial void Decided(ILogger logger, string resource, string decision, string reason);
 
         [LoggerMessage(EventId = 2201, Level = LogLevel.Information, Message = "{Resource}: holding: {Reason}")]
         public static partial void Holding(ILogger logger, string resource, string reason);

@@ -201,6 +201,7 @@ public sealed class CoordinatorCore
             else
             {
                 Event(fx, "AgreeRefused", resource, Fmt($"{node} refused to agree: {message}; retrying"), commandId, node: node);
+                run.LastFailure = Fmt($"{node} refused to agree: {message}");
                 run.StageDeadline = now + _config.ReplyTimeout;
             }
 
@@ -239,6 +240,7 @@ public sealed class CoordinatorCore
                 break;
             case OperationStage.RollingBack:
                 Event(fx, "PromoteFailed", resource, Fmt($"promote of {node} (rolling back) at generation {op.Generation} failed: {message}; retrying"), commandId, node: node);
+                run.LastFailure = Fmt($"promote of {node} failed: {message}");
                 run.StageDeadline = now + _config.ReplyTimeout;
                 break;
             case OperationStage.Promoting when success:
@@ -273,6 +275,7 @@ public sealed class CoordinatorCore
             case OperationStage.Promoting:
                 // Retried: a Promote is idempotent, and a target may refuse for a while (it promised the old primary a lease).
                 Event(fx, "PromoteFailed", resource, Fmt($"promote of {node} at generation {op.Generation} failed: {message}; retrying"), commandId, node: node);
+                run.LastFailure = Fmt($"promote of {node} failed: {message}");
                 run.StageDeadline = now + _config.ReplyTimeout;
                 break;
         }
@@ -417,10 +420,12 @@ public sealed class CoordinatorCore
         var op = _records[resource].Operation!;
         var ip = CurrentIp(resource, run);
         run.AwaitingId = 0;
+        run.MoveInFlight = false;
         switch (reply)
         {
             case OvhReply.State s:
                 _routes[resource][ip] = s.RoutedTo;
+                run.LastSeen = Fmt($"routed to {s.RoutedTo ?? "elsewhere"}{(s.PendingMoveTo is { } p ? $", a move to {p} pending" : "")}");
                 // Routed to the target counts only with no move elsewhere pending: a stuck task of an abandoned operation
                 // completes later and takes the IP away (simulation seed 3, 3 nodes, with operator switchovers).
                 if (s.RoutedTo == op.Target && (s.PendingMoveTo is null || s.PendingMoveTo == op.Target))
@@ -441,6 +446,8 @@ public sealed class CoordinatorCore
                     run.StageDeadline = now + _config.ReplyTimeout;
                     run.MoveRequestedAt ??= now;
                     run.Posts++;
+                    run.MoveInFlight = true;
+                    run.StageDeadline = now + OvhReplyTimeout;
                     Event(fx, "OvhMoveRequested", resource, Fmt($"POST /ip/{ip}/move to {op.Target} (routed to {s.RoutedTo ?? "elsewhere"})"), id);
                     fx.Add(new CoordinatorEffect.CallOvh(id, resource, ip, new OvhCall.Move(op.Target)));
                 }
@@ -451,7 +458,9 @@ public sealed class CoordinatorCore
                 run.StageDeadline = now + _config.OvhPoll;
                 break;
             case OvhReply.Failed f:
-                Event(fx, "OvhCallFailed", resource, Fmt($"OVH call for {ip} failed: {f.Message}; state is read again before anything else"), callId);
+                // A failed POST may have taken effect all the same: its outcome is unknown until the state is read.
+                Event(fx, run.MoveInFlight ? "OvhMoveUncertain" : "OvhCallFailed", resource, Fmt($"{(run.MoveInFlight ? $"POST /ip/{ip}/move" : $"OVH call for {ip}")} failed: {f.Message}; state is read again before anything else"), callId, node: op.Target);
+                run.LastFailure = Fmt($"OVH: {f.Message}");
                 run.StageDeadline = now + _config.OvhPoll;
                 break;
         }
@@ -479,6 +488,7 @@ public sealed class CoordinatorCore
         if (node != op.Target || generation != op.Generation)
         {
             Event(fx, "IpAnsweredByWrongNode", resource, Fmt($"ping through {CurrentIp(resource, run)} answered by {node} at generation {generation}, expected {op.Target} at {op.Generation}; retrying"), callId, node: op.Target);
+            run.LastFailure = Fmt($"{CurrentIp(resource, run)} answered by {node} at generation {generation}");
             run.StageDeadline = now + _config.ReplyTimeout;
             return fx;
         }
@@ -509,7 +519,7 @@ public sealed class CoordinatorCore
                 if (!_running.TryGetValue(r.Name, out var run))
                 {
                     // Restarted with an operation in flight: resume at its stage, re-reading state first.
-                    run = new Running { StartedAt = now };
+                    run = new Running { StartedAt = now, LastFailure = "unknown (the coordinator restarted since)" };
                     _running[r.Name] = run;
                     Event(fx, op.Prefix + "Resumed", r.Name, Fmt($"after a coordinator restart: resuming {op.Kind} to {op.Target} at generation {op.Generation} at stage {op.Stage}, re-reading state first (idempotent steps only)"), op.Id, node: op.Target, attributes: Attributes(op));
                     StartStage(now, r.Name, run, op.Stage, fx);
@@ -522,6 +532,14 @@ public sealed class CoordinatorCore
                     // EnsurePrimary of the target would skip the agreement it never got (simulation seed 1331, 3 nodes).
                     var unconfirmed = op is { Kind: OperationKind.ForcePromote, DemoteFirst: false, From.Length: > 0, Stage: OperationStage.Agreeing or OperationStage.Promoting };
                     Save(rec with { Operation = null, Primary = unconfirmed ? op.From : rec.Primary }, fx);
+                }
+                else if (op.Stage == OperationStage.Moving && run.MovingSince is { } since && now - since >= MoveTimeout)
+                {
+                    // The move did not take within the OVH timeout (a stuck task is followed, never posted over): fail with what was seen.
+                    var ip = CurrentIp(r.Name, run);
+                    Event(fx, "OvhMoveFailed", r.Name, Fmt($"{ip} not routed to {op.Target} after {MoveTimeout.TotalSeconds:0} s ({run.Posts} POST); last seen: {run.LastSeen}"), op.Id, node: op.Target);
+                    run.LastFailure = Fmt($"{ip} not routed to {op.Target}");
+                    Finish(r.Name, "Failed", Fmt($"{op.Target} is Primary at generation {op.Generation} but {ip} is not routed to it after {MoveTimeout.TotalSeconds:0} s: {run.LastSeen}"), fx);
                 }
                 else if (now >= run.StageDeadline)
                 {
@@ -640,12 +658,26 @@ public sealed class CoordinatorCore
                 if (!_lastAlert.TryGetValue(d.Resource, out var last) || last != d.Reason)
                 {
                     _lastAlert[d.Resource] = d.Reason;
-                    Event(fx, d is Decision.Halt ? "Halted" : "SplitBrain", d.Resource, d.Reason, ++_ids);
+                    if (d is Decision.SplitBrainAlert sb)
+                    {
+                        // The policy names the DRBD resource RES; the event gives the exact commands to run.
+                        var drbd = _config.Resources.First(r => r.Name == d.Resource) is { DrbdResource.Length: > 0 } cr ? cr.DrbdResource : d.Resource;
+                        var commands = System.Text.RegularExpressions.Regex.Replace(sb.RecoveryCommands, @"\bRES\b", drbd);
+                        Event(fx, "SplitBrain", d.Resource, Fmt($"{sb.Reason}. Recovery: {commands}"), ++_ids, node: sb.Victim);
+                    }
+                    else
+                    {
+                        Event(fx, "Halted", d.Resource, d.Reason, ++_ids);
+                    }
                 }
 
                 break;
         }
     }
+
+    private TimeSpan OvhReplyTimeout => _config.OvhReplyTimeout ?? _config.ReplyTimeout;
+
+    private TimeSpan MoveTimeout => _config.MoveTimeout ?? _config.OperationTimeout;
 
     private bool NeedsAgreement(string target) => _config.Nodes.Count > 2 && _config.Nodes.Any(n => n != target);
 
@@ -691,11 +723,16 @@ public sealed class CoordinatorCore
                 break;
             case OperationStage.Moving:
                 run.MovingSince ??= now;
+                run.StageDeadline = now + OvhReplyTimeout;
                 Event(fx, "OvhReadState", resource, Fmt($"GET routedTo and pending tasks of {ip}"), id, node: op.Target);
                 fx.Add(new CoordinatorEffect.CallOvh(id, resource, ip, new OvhCall.ReadState()));
                 break;
             case OperationStage.Verifying:
                 fx.Add(new CoordinatorEffect.PingViaIp(id, resource, ip));
+                if (run.PingsSent > 0)
+                {
+                    run.LastFailure = Fmt($"no answer from {op.Target} through {ip} ({run.PingsSent} pings)");
+                }
                 if (run.PingsSent++ == _config.PingsBeforeUnreachable)
                 {
                     Event(fx, "IpRoutedButUnreachable", resource, Fmt($"{ip} is routed to {op.Target} but {run.PingsSent - 1} pings through it got no answer from {op.Target} at generation {op.Generation}; retrying"), id);
@@ -846,7 +883,13 @@ public sealed class CoordinatorCore
         /// <summary>When the first Promote of the target was sent (switchover/force-promote retry a refused Promote this long).</summary>
         public MonoTime? PromotingSince { get; set; }
 
-        /// <summary>The failure that sent the operation to its abort or roll-back (for the terminal event).</summary>
-        public string LastFailure { get; set; } = "unknown (the coordinator restarted since)";
+        /// <summary>The last failure the operation met (for its abort, roll-back or abandon event).</summary>
+        public string LastFailure { get; set; } = "none";
+
+        /// <summary>A POST is in flight: a failure answer leaves its outcome unknown.</summary>
+        public bool MoveInFlight { get; set; }
+
+        /// <summary>What the last OVH state read showed.</summary>
+        public string LastSeen { get; set; } = "not read yet";
     }
 }

@@ -4,7 +4,11 @@ using HaMesh.Shared.Failover;
 namespace HaMesh.Shared.Core;
 
 /// <summary>One resource as the coordinator core sees it in configuration.</summary>
-public sealed record CoreResource(string Name, string PreferredNode, IReadOnlyList<string> Ips, bool DiscardOldPrimaryOnSplitBrain = false);
+public sealed record CoreResource(string Name, string PreferredNode, IReadOnlyList<string> Ips, bool DiscardOldPrimaryOnSplitBrain = false)
+{
+    /// <summary>The DRBD resource's name (in the exact recovery commands of a split-brain alert); the resource's name when not set.</summary>
+    public string DrbdResource { get; init; } = "";
+}
 
 /// <summary>Configuration of the coordinator core.</summary>
 /// <param name="Nodes">Every configured node.</param>
@@ -21,6 +25,14 @@ public sealed record CoordinatorConfig(IReadOnlyList<string> Nodes, IReadOnlyLis
     /// <summary>How long a switchover or force-promote retries a refused Promote of the target (it may have promised the old
     /// primary a lease: at most lease + drift margin) before rolling back (or failing, when nothing was demoted).</summary>
     public TimeSpan PromoteRetryWindow { get; init; } = TimeSpan.FromMilliseconds(2500);
+
+    /// <summary>How long to wait for an OVH answer before reading the state again (null: <see cref="ReplyTimeout"/>). The real API
+    /// may take seconds per call, and a read is several calls: it must exceed them, or every answer arrives too late.</summary>
+    public TimeSpan? OvhReplyTimeout { get; init; }
+
+    /// <summary>How long the move of one IP may take (from its first state read) before the operation fails with
+    /// OvhMoveFailed (null: <see cref="OperationTimeout"/>). A stuck OVH task is followed, never posted over.</summary>
+    public TimeSpan? MoveTimeout { get; init; }
 
     /// <summary>Pings through the failover IP that may fail before a "routed but unreachable" event.</summary>
     public int PingsBeforeUnreachable { get; init; } = 4;
@@ -150,7 +162,7 @@ public sealed record CoreEvent(long Id, string Kind, string Resource, string Tex
         "FailoverBlocked" or "SplitBrain" or "Halted" or "FencePeerRefused" or "PromoteFailed" or "DemoteFailed" or "IpRoutedButUnreachable" or "IpAnsweredByWrongNode" => CoreSeverity.Critical,
         _ when kind.EndsWith("Started", StringComparison.Ordinal) || kind.EndsWith("Failed", StringComparison.Ordinal) || kind.EndsWith("Aborted", StringComparison.Ordinal)
             || kind.EndsWith("RolledBack", StringComparison.Ordinal) || kind.EndsWith("RollingBack", StringComparison.Ordinal) || kind.EndsWith("Abandoned", StringComparison.Ordinal) => CoreSeverity.Critical,
-        "PeerOutdated" or "OutdatedCleared" or "Demote" or "Demoted" or "Rejoined" or "MaintenanceOn" or "MaintenanceOff" or "PrimaryHandedOver" or "OvhCallFailed" or "AgreeRefused" => CoreSeverity.Warning,
+        "PeerOutdated" or "OutdatedCleared" or "Demote" or "Demoted" or "Rejoined" or "MaintenanceOn" or "MaintenanceOff" or "PrimaryHandedOver" or "OvhCallFailed" or "OvhMoveUncertain" or "AgreeRefused" => CoreSeverity.Warning,
         _ when kind.EndsWith("Completed", StringComparison.Ordinal) && kind != "OvhMoveCompleted" || kind.EndsWith("Resumed", StringComparison.Ordinal) => CoreSeverity.Warning,
         _ => CoreSeverity.Info,
     };

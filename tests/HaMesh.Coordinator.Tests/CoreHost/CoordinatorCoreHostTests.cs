@@ -380,7 +380,8 @@ public sealed class CoordinatorCoreHostTests
     [Fact]
     public async Task Failover_CoordinatorCrashesWhileMoveTaskStillRunning_RestartedCoordinatorFollowsItWithoutSecondPost()
     {
-        await using var h = await CoreHostHarness.StartAsync(TimeSpan.FromSeconds(30));
+        // a 30 s task inside a 60 s OVH timeout (the move fails only after that: Ovh_TaskStuck_*)
+        await using var h = await CoreHostHarness.StartAsync(TimeSpan.FromSeconds(30), o => o.Cluster.Timings.OvhTimeout = TimeSpan.FromSeconds(60));
         var operation = StartFailover(h);
         await h.SettleAsync();
         Assert.Single(h.Events("OvhMoveAccepted"));
@@ -583,7 +584,7 @@ public sealed class CoordinatorCoreHostTests
 
         Assert.Equal(FenceOutcome.Failed, stale.Outcome);
         Assert.Equal(2UL, stale.Generation);
-        Assert.Contains("a at generation 1 is not the primary of db at the current generation 2", stale.Message);
+        Assert.Contains("stale generation 1 < 2: a is not the current primary of db", stale.Message);
         Assert.Empty(h.Store.GetResource("db").OutdatedNodes);
         var refused = Assert.Single(h.Events("FencePeerRefused"));
         Assert.Equal((EventSeverity.Critical, "a"), (refused.Record.Severity, refused.Record.Node));
