@@ -420,6 +420,7 @@ public sealed class CoordinatorCore
         var op = _records[resource].Operation!;
         var ip = CurrentIp(resource, run);
         run.AwaitingId = 0;
+        var wasMove = run.MoveInFlight;
         run.MoveInFlight = false;
         switch (reply)
         {
@@ -459,7 +460,7 @@ public sealed class CoordinatorCore
                 break;
             case OvhReply.Failed f:
                 // A failed POST may have taken effect all the same: its outcome is unknown until the state is read.
-                Event(fx, run.MoveInFlight ? "OvhMoveUncertain" : "OvhCallFailed", resource, Fmt($"{(run.MoveInFlight ? $"POST /ip/{ip}/move" : $"OVH call for {ip}")} failed: {f.Message}; state is read again before anything else"), callId, node: op.Target);
+                Event(fx, wasMove ? "OvhMoveUncertain" : "OvhCallFailed", resource, Fmt($"{(wasMove ? $"POST /ip/{ip}/move" : $"OVH call for {ip}")} failed: {f.Message}; state is read again before anything else"), callId, node: op.Target);
                 run.LastFailure = Fmt($"OVH: {f.Message}");
                 run.StageDeadline = now + _config.OvhPoll;
                 break;
