@@ -1,6 +1,6 @@
 using Grpc.Core;
 using HaMesh.Coordinator.Events;
-using HaMesh.Coordinator.Failover;
+using HaMesh.Coordinator.Tests.Store;
 using HaMesh.Coordinator.Store;
 using HaMesh.Protocol.V1;
 using HaMesh.Testing.Hosts;

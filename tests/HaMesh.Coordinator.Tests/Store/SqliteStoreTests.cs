@@ -1,5 +1,4 @@
 using HaMesh.Coordinator.Events;
-using HaMesh.Coordinator.Failover;
 using HaMesh.Coordinator.Store;
 using HaMesh.Shared.Core;
 using HaMesh.Shared.Failover;

@@ -1,9 +1,10 @@
 using System.Text.Json;
 using HaMesh.Coordinator.Store;
 
-namespace HaMesh.Coordinator.Failover;
+namespace HaMesh.Coordinator.Tests.Store;
 
-/// <summary>The operations the executor runs (the store's <c>operations.kind</c>).</summary>
+/// <summary>The operation rows the previous daemon (its OperationExecutor) wrote: the store must still load them after an upgrade.</summary>
+/// <remarks>Kept in the tests only, to write such rows.</remarks>
 public static class OperationKinds
 {
     public const string Failover = "failover";
