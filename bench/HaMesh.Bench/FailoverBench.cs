@@ -64,7 +64,7 @@ public static class FailoverBench
             var survivorCpu0 = ProcStat.CpuSeconds(survivor.Pid);
             var w0 = TimeProvider.System.GetTimestamp();
             cluster.CrashNode(primary);
-            var outcome = await cluster.WithinAsync(cluster.Events.WaitForAsync(e => e.Kind is "FailoverCompleted" or "PromoteFailed" or "OvhMoveFailed" or "OperationFailed", from, ct), $"run {run}: failover outcome", ct);
+            var outcome = await cluster.WithinAsync(cluster.Events.WaitForAsync(InvariantMonitor.IsFailoverOutcome, from, ct), $"run {run}: failover outcome", ct);
             agentCpu.Add((ProcStat.CpuSeconds(survivor.Pid) - survivorCpu0) / TimeProvider.System.GetElapsedTime(w0).TotalSeconds * 100);
             var restoredLine = await probe.WaitForLineAsync($"ok {standby} ", TimeSpan.FromSeconds(60), ct);
             if (outcome.Kind != "FailoverCompleted")

@@ -86,7 +86,7 @@ public static class ScaleFailoverBench
                 var w0 = TimeProvider.System.GetTimestamp();
                 var killedAt = TimeProvider.System.GetUtcNow();
                 cluster.CrashNode(primary);
-                var outcome = await cluster.WithinAsync(cluster.Events.WaitForAsync(e => e.Kind is "FailoverCompleted" or "PromoteFailed" or "OvhMoveFailed" or "OperationFailed", from, ct), $"run {run}: failover outcome", ct);
+                var outcome = await cluster.WithinAsync(cluster.Events.WaitForAsync(InvariantMonitor.IsFailoverOutcome, from, ct), $"run {run}: failover outcome", ct);
                 var w1 = TimeProvider.System.GetTimestamp();
                 var window = TimeProvider.System.GetElapsedTime(w0, w1).TotalSeconds;
                 failCpu += ProcStat.CpuSeconds(coordinator.Pid) - c0;

@@ -15,7 +15,7 @@ namespace HaMesh.Bench;
 /// </summary>
 public static class SoakBench
 {
-    private static readonly string[] Watched = ["FailoverStarted", "NodeUnreachable", "Demoted", "Halted", "SplitBrain", "OperationFailed"];
+    private static readonly string[] Watched = ["FailoverStarted", "NodeUnreachable", "Demoted", "Halted", "SplitBrain", "FailoverFailed", "FailoverAbandoned"];
 
     public static async Task<int> RunAsync(IReadOnlyList<int> losses, TimeSpan duration, CancellationToken ct)
     {

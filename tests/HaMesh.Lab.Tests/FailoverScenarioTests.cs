@@ -54,7 +54,7 @@ public sealed class FailoverScenarioTests : IAsyncLifetime
     /// </summary>
     private static TimeSpan Leases(LabCluster c, int n) => c.Timings.Lease * n;
 
-    private static bool IsFailoverOutcome(ClusterEvent e) => e.Kind is "FailoverCompleted" or "PromoteFailed" or "OvhMoveFailed" or "OperationFailed";
+    private static bool IsFailoverOutcome(ClusterEvent e) => InvariantMonitor.IsFailoverOutcome(e);
 
     private static void AssertInvariants(LabCluster c)
     {

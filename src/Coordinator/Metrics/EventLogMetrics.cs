@@ -14,7 +14,7 @@ internal sealed class EventLogMetrics
 {
     private const int Batch = 500;
     private static readonly string[] Operations = ["Failover", "Switchover"];
-    private static readonly HashSet<string> FailureKinds = new(StringComparer.Ordinal) { "PromoteFailed", "OvhMoveFailed", "OperationFailed" };
+    private static readonly HashSet<string> FailureKinds = new(StringComparer.Ordinal) { "PromoteFailed", "OvhMoveFailed", "IpRoutedButUnreachable" };
 
     private readonly Lock _lock = new();
     private readonly IEventLog _log;

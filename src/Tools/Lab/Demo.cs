@@ -120,7 +120,7 @@ public static class Demo
             a.Kill();
             simA.Crash();
             string Progress() => string.Create(CultureInfo.InvariantCulture, $"{clock.GetElapsedTime(killedAt).TotalSeconds:0.0} s since the kill, {service.Acknowledged.Count} writes acknowledged, service {(service.WritingTo is { } n ? "writing to " + n : "down")}");
-            var completed = await WaitForAsync(events, e => (e.Kind.StartsWith("Failover", StringComparison.Ordinal) && e.Attributes.GetValueOrDefault("terminal") == "true") || e.Kind == "OperationFailed", Say, Progress, ct);
+            var completed = await WaitForAsync(events, e => (e.Kind.StartsWith("Failover", StringComparison.Ordinal) && e.Attributes.GetValueOrDefault("terminal") == "true") || e.Kind == "OvhMoveFailed", Say, Progress, ct);
             Say(string.Create(CultureInfo.InvariantCulture, $"=== failover done {clock.GetElapsedTime(killedAt).TotalMilliseconds:0} ms after the kill: {completed.Message}"));
             await output.WriteLineAsync(await HameshctlAsync(cli, ct));
             await service.WaitForNodeAsync("b", ct);

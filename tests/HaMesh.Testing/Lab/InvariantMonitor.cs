@@ -40,6 +40,11 @@ public sealed class InvariantMonitor : IAsyncDisposable
         }
     }
 
+    /// <summary>An event that tells how a failover went: its terminal event (FailoverCompleted/Failed/Abandoned…), or a failure an operator must see first.</summary>
+    public static bool IsFailoverOutcome(ClusterEvent e) =>
+        e.Kind is "OvhMoveFailed" or "IpRoutedButUnreachable"
+        || (e.Kind.StartsWith("Failover", StringComparison.Ordinal) && e.Attributes.GetValueOrDefault("terminal") == "true");
+
     /// <summary>I5 on the recorded events: each decided failover has a FailoverStarted event and each FailoverStarted an outcome event after it.</summary>
     public static IReadOnlyList<string> EventViolations(IReadOnlyList<ClusterEvent> events, int decidedFailovers, bool allowInFlight = false)
     {
@@ -52,7 +57,7 @@ public sealed class InvariantMonitor : IAsyncDisposable
 
         foreach (var s in started)
         {
-            var outcome = events.FirstOrDefault(e => e.Sequence > s.Sequence && e.Kind is "FailoverCompleted" or "PromoteFailed" or "OvhMoveFailed" or "OperationFailed" or "IpRoutedButUnreachable");
+            var outcome = events.FirstOrDefault(e => e.Sequence > s.Sequence && IsFailoverOutcome(e));
             if (outcome is null && !allowInFlight)
             {
                 problems.Add($"FailoverStarted #{s.Sequence} (generation {s.Generation}) has no outcome event");
