@@ -63,6 +63,8 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options.Value;
+        var t = _options.Cluster.Timings;
+        Timings = new CoreTimings(t.Heartbeat, t.Lease, t.DriftMargin, t.SelfFenceDeadline);
         _steps = steps;
         _selfFence = selfFence;
         _generations = generations;
@@ -83,7 +85,8 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
         coordinator.MessageReceived += OnCoordinatorMessage;
     }
 
-    private CoreTimings Timings => new(_options.Cluster.Timings.Heartbeat, _options.Cluster.Timings.Lease, _options.Cluster.Timings.DriftMargin, _options.Cluster.Timings.SelfFenceDeadline);
+    /// <summary>The cores' timings, from the cluster file (fixed for the life of the daemon).</summary>
+    private CoreTimings Timings { get; }
 
     private MonoTime Now => MonoTime.FromTimestamp(_time.GetTimestamp(), _time.TimestampFrequency);
 

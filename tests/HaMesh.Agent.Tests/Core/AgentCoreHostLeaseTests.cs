@@ -91,15 +91,21 @@ public sealed class AgentCoreHostLeaseTests : AgentCoreHostFixture
         Assert.Equal("self-fenced after lease expiry", Local.GetLastError("db"));
     }
 
-    [Fact]
-    public async Task SelfFence_StepHangsPastDeadline_LastResortSuspendIo_RunsAndIsReported()
+    /// <summary>Promoted, then no grants: the lease runs out and the self-fence starts, and hangs at <paramref name="command"/>.</summary>
+    private async Task SelfFenceHangsAtAsync(string command)
     {
         await PromotedAsync();
         Calls.Down = true;
-        Runner.Hang.Add("systemctl stop postgresql.service");
+        Runner.Hang.Add(command);
         var waitForFence = Time.WaitForTimerAsync(Deadline, Ct);
         Clock.Advance(LeaseLength);
         await waitForFence;
+    }
+
+    [Fact]
+    public async Task SelfFence_StepHangsPastDeadline_LastResortSuspendIo_RunsAndIsReported()
+    {
+        await SelfFenceHangsAtAsync("systemctl stop postgresql.service");
         Assert.Equal(LeaseState.Expired, Lease.State);
         await AdvanceAsync(Deadline);
 
@@ -114,12 +120,7 @@ public sealed class AgentCoreHostLeaseTests : AgentCoreHostFixture
     public async Task SelfFence_StepHangs_NoLastResortConfigured_ReportedOperatorNeeded()
     {
         Options.Agent.SelfFenceLastResort = "none";
-        await PromotedAsync();
-        Calls.Down = true;
-        Runner.Hang.Add("umount /srv/db");
-        var waitForFence = Time.WaitForTimerAsync(Deadline, Ct);
-        Clock.Advance(LeaseLength);
-        await waitForFence;
+        await SelfFenceHangsAtAsync("umount /srv/db");
         await AdvanceAsync(Deadline);
 
         Assert.DoesNotContain(Runner.Log, l => l.Contains("suspend-io", StringComparison.Ordinal));
@@ -130,12 +131,7 @@ public sealed class AgentCoreHostLeaseTests : AgentCoreHostFixture
     public async Task SelfFenceRunning_PromoteRefused_NothingActivated_DemoteAnsweredWhenTheFenceEnds()
     {
         // A Promote that arrives while a self-fence runs would start activating beside it (services, mount) half-way.
-        await PromotedAsync();
-        Calls.Down = true;
-        Runner.Hang.Add("umount /srv/db");
-        var waitForFence = Time.WaitForTimerAsync(Deadline, Ct);
-        Clock.Advance(LeaseLength);
-        await waitForFence;
+        await SelfFenceHangsAtAsync("umount /srv/db");
 
         var promote = await Promote(6).WaitAsync(TimeSpan.FromSeconds(30), Ct);
         var demote = Demote(6);
