@@ -45,6 +45,26 @@ public sealed class CoordinatorCoreTests
     private static List<string> Events(IEnumerable<CoordinatorEffect> fx) => [.. fx.OfType<CoordinatorEffect.AppendEvent>().Select(e => e.Event.Kind)];
 
     [Fact]
+    public void Report_CastingTheVote_StartsTheFailoverAtOnce_ARepeatedReportWaitsForTheTimer()
+    {
+        var core = Core();
+        Healthy(core, T0);
+        var silent = T0 + Policy.Silence + TimeSpan.FromMilliseconds(100);   // a is silent for the coordinator
+        var stillHears = new NodeResourceFacts(DrbdRole.Secondary, DiskState.UpToDate, ConnectionState.Connecting, DrbdRole.Unknown, 1, TimeSpan.FromSeconds(1));
+
+        // b still heard from a a second ago: no vote, hold (a report that repeats that, with a new age under the
+        // silence threshold, changes nothing the rule reads and is not decided on)
+        Assert.Empty(core.OnReport(silent, "b", R, stillHears, ++_seq, []).OfType<CoordinatorEffect.SendCommand>());
+        Assert.Empty(core.OnReport(silent, "b", R, stillHears with { PeerContactAge = TimeSpan.FromSeconds(1.5) }, ++_seq, []));
+
+        // b's vote is cast in its report: decided on that report, not a heartbeat later
+        var fx = core.OnReport(silent, "b", R, stillHears with { PeerContactAge = Policy.Silence }, ++_seq, []);
+
+        Assert.Equal("FailoverStarted", Events(fx)[0]);
+        Assert.Equal(("b", CommandKind.Promote, 2UL), (Command(fx).Node, Command(fx).Command.Kind, Command(fx).Command.Generation));
+    }
+
+    [Fact]
     public void Switchover_PersistsNextGenerationWithStartedEventThenDemotesTheOldPrimaryFirst()
     {
         var core = Core();

@@ -27,6 +27,8 @@ public sealed class CoordinatorCore
     private readonly Dictionary<long, (string Resource, string Node, ulong Generation, bool Discard)> _rejoins = [];
     private readonly MonoTime _startedAt;
     private ulong _viewVersion;
+    private (MonoTime? At, bool Stale) _nextDecision = (null, true);
+    private bool _changedSinceDecision = true;
     private long _ids;
 
     /// <param name="config">Nodes, resources, timings.</param>
@@ -97,6 +99,8 @@ public sealed class CoordinatorCore
         }
 
         n.LastSequence[resource] = sequence;
+        var previous = n.Resources.GetValueOrDefault(resource);
+        var wasFresh = n.LastReportAt is { } seen && now - seen < _config.Policy.Silence;
         n.LastReportAt = now;
         n.Resources[resource] = facts;
         var fx = new List<CoordinatorEffect>();
@@ -115,8 +119,16 @@ public sealed class CoordinatorCore
             }
         }
 
-        // Votes arrive in reports: decide now rather than on the next heartbeat (the rule itself is unchanged).
-        Decide(now, fx);
+        // Votes arrive in reports: decide now rather than on the next heartbeat, when the report changes what the rule
+        // reads (a node back from silence, a new role, disk or connection, a vote cast or withdrawn), or when a record changed
+        // since the last decision (an operation ended). A report that only repeats the last one leaves the decision to the
+        // timer (every heartbeat, and at NextDecisionAt): deciding over a 1,000-node view on each of 2,000 reports a second
+        // cost the coordinator most of a core.
+        if (previous is null || !wasFresh || fx.Count > 0 || _changedSinceDecision || ForTheRule(previous) != ForTheRule(facts))
+        {
+            Decide(now, fx);
+        }
+
         return fx;
     }
 
@@ -347,7 +359,14 @@ public sealed class CoordinatorCore
             Consider(run.StartedAt + _config.OperationTimeout);
         }
 
-        if (FailoverPolicy.NextDecisionAt(BuildView(), _config.Policy) is { } decision)
+        // From the view of the last decision, unless a record changed since: what changed without a decision (a repeated
+        // report, a grant) only moves the instant later, so waking at the cached one is early, never late.
+        if (_nextDecision.Stale)
+        {
+            _nextDecision = (FailoverPolicy.NextDecisionAt(BuildView(), _config.Policy), false);
+        }
+
+        if (_nextDecision.At is { } decision)
         {
             Consider(decision);
         }
@@ -555,7 +574,10 @@ public sealed class CoordinatorCore
 
     private void Decide(MonoTime now, List<CoordinatorEffect> fx)
     {
-        foreach (var d in FailoverPolicy.Decide(BuildView(), _config.Policy, now))
+        var view = BuildView();
+        _nextDecision = (FailoverPolicy.NextDecisionAt(view, _config.Policy), false);
+        _changedSinceDecision = false;
+        foreach (var d in FailoverPolicy.Decide(view, _config.Policy, now))
         {
             Act(now, d, fx);
         }
@@ -675,6 +697,12 @@ public sealed class CoordinatorCore
                 break;
         }
     }
+
+    /// <summary>The facts as <see cref="FailoverPolicy"/> reads them: the peer-contact age only as a vote (none, heard recently, lost).</summary>
+    private NodeResourceFacts ForTheRule(NodeResourceFacts f) => f with
+    {
+        PeerContactAge = f.PeerContactAge is not { } age ? null : age < _config.Policy.Silence ? TimeSpan.Zero : _config.Policy.Silence,
+    };
 
     private TimeSpan OvhReplyTimeout => _config.OvhReplyTimeout ?? _config.ReplyTimeout;
 
@@ -807,6 +835,8 @@ public sealed class CoordinatorCore
     private void Save(CoordinatorRecord record, List<CoordinatorEffect> fx)
     {
         _records[record.Resource] = record;
+        _nextDecision = (null, true);
+        _changedSinceDecision = true;
         fx.Add(new CoordinatorEffect.PersistRecord(record));
     }
 
