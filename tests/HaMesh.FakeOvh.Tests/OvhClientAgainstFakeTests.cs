@@ -55,6 +55,18 @@ public sealed class OvhClientAgainstFakeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GetRouting_NoMovePending_ReadsTheRouteAgainAfterTheTasks_AMoveFinishingMeanwhileShowsInIt()
+    {
+        // Route, then tasks, and nothing else: a move that finished in between was in neither read, and the coordinator
+        // POSTed it again (lab Ovh500AfterTheMoveWasAccepted: two POSTs under CI load). The route read after the tasks closes that gap.
+        await Client().GetRoutingAsync(Ip, TestContext.Current.CancellationToken);
+
+        var reads = _api!.Requests.Where(r => r.StartsWith("GET ", StringComparison.Ordinal)).ToList();
+        Assert.Equal(["GET /1.0/ip/203.0.113.10%2F32", "GET /1.0/ip/203.0.113.10%2F32/task?function=genericMoveFloatingIp&status=init", "GET /1.0/ip/203.0.113.10%2F32/task?function=genericMoveFloatingIp&status=todo",
+            "GET /1.0/ip/203.0.113.10%2F32/task?function=genericMoveFloatingIp&status=doing", "GET /1.0/ip/203.0.113.10%2F32"], reads.TakeLast(5));
+    }
+
+    [Fact]
     public async Task EnsureRouted_AlreadyThere_NoPost()
     {
         var outcome = await Provider(Client()).EnsureRoutedAsync(Ip, "ns-a", TestContext.Current.CancellationToken);

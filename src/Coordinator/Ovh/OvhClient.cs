@@ -81,8 +81,12 @@ public sealed partial class OvhClient
     /// <summary>GET /ip/{ip} and the pending moves (init, todo, doing: three filtered lists, then each task).</summary>
     public Task<IpRouting> GetRoutingAsync(string ip, CancellationToken ct) => _reads.ExecuteAsync(async token =>
     {
-        var routed = await RoutedToCoreAsync(ip, token);
+        // The route, the pending moves, and with none pending the route again: a move that finishes while the tasks are
+        // read shows in that second read. Without it, a move done between the two reads is in neither, and the caller POSTs
+        // it again (lab: a POST answered 500 after it took effect, then a second POST). The first read names an unknown IP.
+        var first = await RoutedToCoreAsync(ip, token);
         var pending = await PendingMovesCoreAsync(ip, token);
+        var routed = pending.Count == 0 ? await RoutedToCoreAsync(ip, token) : first;
         return new IpRouting(ip, routed, pending);
     }, ct).AsTask();
 

@@ -113,8 +113,7 @@ public sealed class CoordinatorCoreHostTests
         await using var h = await ReadyAsync(taskDuration: TimeSpan.FromSeconds(1));
         h.Ovh.Faults.Http500AfterPost = 1; // OVH creates the task, then answers 500: the outcome is unknown to the coordinator
 
-        var result = await h.Host!.Client.SwitchoverAsync(new SwitchoverRequest { Resource = "db", Generation = 1, TargetNode = "b" }, cancellationToken: Ct);
-        var done = await h.RunUntilTerminalAsync(result.OperationId);
+        var done = await SwitchoverToBAsync(h);
 
         Assert.Equal("SwitchoverCompleted", done.Record.Kind);
         Assert.Equal(1, h.Posts);
@@ -131,8 +130,7 @@ public sealed class CoordinatorCoreHostTests
         await using var h = await ReadyAsync();
         h.Ovh.Faults.Http500OnPost = 1; // the POST fails before OVH processes it
 
-        var result = await h.Host!.Client.SwitchoverAsync(new SwitchoverRequest { Resource = "db", Generation = 1, TargetNode = "b" }, cancellationToken: Ct);
-        var done = await h.RunUntilTerminalAsync(result.OperationId);
+        var done = await SwitchoverToBAsync(h);
 
         Assert.Equal("SwitchoverCompleted", done.Record.Kind);
         Assert.Equal(2, h.Posts);
@@ -141,14 +139,20 @@ public sealed class CoordinatorCoreHostTests
             h.KindsFrom("Promoted").Skip(1));
     }
 
+    /// <summary>An operator's switchover of db to b at generation 1, run to its terminal event.</summary>
+    private static async Task<StoredEvent> SwitchoverToBAsync(CoreHostHarness h)
+    {
+        var result = await h.Host!.Client.SwitchoverAsync(new SwitchoverRequest { Resource = "db", Generation = 1, TargetNode = "b" }, cancellationToken: Ct);
+        return await h.RunUntilTerminalAsync(result.OperationId);
+    }
+
     [Fact]
     public async Task Switchover_DemoteOfOldPrimaryFails_AbortedTargetNeverPromotedOldReasserted()
     {
         await using var h = await ReadyAsync();
         h.Agents.Nodes["a"].FailDemote = true;
 
-        var result = await h.Host!.Client.SwitchoverAsync(new SwitchoverRequest { Resource = "db", Generation = 1, TargetNode = "b" }, cancellationToken: Ct);
-        var done = await h.RunUntilTerminalAsync(result.OperationId);
+        var done = await SwitchoverToBAsync(h);
 
         Assert.Equal("SwitchoverAborted", done.Record.Kind);
         Assert.Equal("aborted", done.Record.Attributes["outcome"]);
@@ -171,8 +175,7 @@ public sealed class CoordinatorCoreHostTests
         await using var h = await ReadyAsync();
         h.Agents.Nodes["b"].FailPromote = true;
 
-        var result = await h.Host!.Client.SwitchoverAsync(new SwitchoverRequest { Resource = "db", Generation = 1, TargetNode = "b" }, cancellationToken: Ct);
-        var done = await h.RunUntilTerminalAsync(result.OperationId);
+        var done = await SwitchoverToBAsync(h);
 
         Assert.Equal("SwitchoverRolledBack", done.Record.Kind);
         Assert.Equal("rolledback", done.Record.Attributes["outcome"]);
