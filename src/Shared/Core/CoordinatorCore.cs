@@ -541,8 +541,11 @@ public sealed class CoordinatorCore
                     // Restarted with an operation in flight: resume at its stage, re-reading state first.
                     run = new Running { StartedAt = now, LastFailure = "unknown (the coordinator restarted since)" };
                     _running[r.Name] = run;
-                    Event(fx, op.Prefix + "Resumed", r.Name, Fmt($"after a coordinator restart: resuming {op.Kind} to {op.Target} at generation {op.Generation} at stage {op.Stage}, re-reading state first (idempotent steps only)"), op.Id, node: op.Target, attributes: Attributes(op));
-                    StartStage(now, r.Name, run, op.Stage, fx);
+                    // Past the promotion, the target is asked again first (an idempotent Promote): while no coordinator granted
+                    // its lease it may have fenced itself (lab: the witness killed mid-failover, b self-fenced meanwhile).
+                    var stage = op.Stage is OperationStage.Moving or OperationStage.Verifying ? OperationStage.Promoting : op.Stage;
+                    Event(fx, op.Prefix + "Resumed", r.Name, Fmt($"after a coordinator restart: resuming {op.Kind} to {op.Target} at generation {op.Generation} at stage {op.Stage}{(stage != op.Stage ? $" from {stage}" : "")}, re-reading state first (idempotent steps only)"), op.Id, node: op.Target, attributes: Attributes(op));
+                    StartStage(now, r.Name, run, stage, fx);
                 }
                 else if (now - run.StartedAt >= _config.OperationTimeout)
                 {

@@ -370,14 +370,37 @@ public sealed class CoordinatorCoreHostTests
 
         Assert.Equal("FailoverCompleted", done.Record.Kind);
         Assert.Equal(1, h.Posts);
-        Assert.Equal(["Promote b@2"], h.Agents.Calls);
-        // New behaviour: no OperationInterrupted; the core resumes at the persisted stage (Moving) and re-reads OVH first.
+        Assert.Equal(["Promote b@2", "Promote b@2"], h.Agents.Calls);   // asked again after the restart (idempotent)
+        // New behaviour: no OperationInterrupted; the core resumes the persisted stage (Moving) from the idempotent Promote,
+        // then re-reads OVH before anything else.
         var resumed = Assert.Single(h.Events("FailoverResumed"));
         Assert.Equal(operation, OperationOf(resumed));
-        Assert.Contains("at stage Moving, re-reading state first", resumed.Record.Message);
-        Assert.Equal(["FailoverResumed", "OvhReadState", "OvhMoveCompleted", "IpVerified", "FailoverCompleted"], h.KindsFrom("FailoverResumed"));
+        Assert.Contains("at stage Moving from Promoting, re-reading state first", resumed.Record.Message);
+        Assert.Equal(["FailoverResumed", "Promoted", "OvhReadState", "OvhMoveCompleted", "IpVerified", "FailoverCompleted"], h.KindsFrom("FailoverResumed"));
         Assert.Empty(h.Store.PendingOperations());
         Assert.Equal(("b", 2UL), (h.Store.GetResource("db").PrimaryNode, h.Store.GetResource("db").Generation));
+    }
+
+    [Fact]
+    public async Task Failover_TargetSelfFencedWhileTheCoordinatorWasDown_ResumedFailoverPromotesItAgainThenCompletes()
+    {
+        await using var h = await CoreHostHarness.StartAsync(TimeSpan.FromSeconds(30));
+        var operation = StartFailover(h);
+        await h.SettleAsync();
+        Assert.Single(h.Events("OvhMoveAccepted"));
+        await h.CrashCoordinatorAsync();
+
+        // no coordinator and no peer: b's lease ran out and it fenced itself (Secondary, at generation 2)
+        h.Agents.Nodes["b"].Role = DrbdRole.Secondary;
+        h.Time.Advance(TimeSpan.FromSeconds(31));
+        await h.StartCoordinatorAsync();
+        var done = await h.RunUntilTerminalAsync(operation);
+
+        // Before: resumed at Moving, it pinged a Secondary through the IP until the operation timed out.
+        Assert.Equal("FailoverCompleted", done.Record.Kind);
+        Assert.Equal(DrbdRole.Primary, h.Agents.Nodes["b"].Role);
+        Assert.Equal(["Promote b@2", "Promote b@2"], h.Agents.Calls);
+        Assert.Equal(1, h.Posts);
     }
 
     [Fact]
@@ -401,7 +424,7 @@ public sealed class CoordinatorCoreHostTests
         Assert.DoesNotContain("OvhMoveRequested", afterResume);
         Assert.True(afterResume.Count(k => k == "OvhReadState") > 1, "the pending task is followed by polling the state");
         Assert.Equal(["OvhMoveCompleted", "IpVerified", "FailoverCompleted"], afterResume.TakeLast(3));
-        Assert.Equal(["Promote b@2"], h.Agents.Calls);
+        Assert.Equal(["Promote b@2", "Promote b@2"], h.Agents.Calls);   // asked again after the restart (idempotent)
         Assert.Empty(h.Store.PendingOperations());
     }
 
@@ -441,7 +464,7 @@ public sealed class CoordinatorCoreHostTests
     }
 
     [Fact]
-    public async Task Resume_TargetUnreachableAfterRestartAfterItWasPromoted_StateReadThenOneMoveThenUnverifiedAndAbandoned()
+    public async Task Resume_TargetUnreachableAfterRestartAfterItWasPromoted_AskedAgainBeforeAnyMove_NoPostThenAbandoned()
     {
         await using var h = await CoreHostHarness.StartAsync(TimeSpan.Zero, seed: CrashedFailover(OperationPhases.Promoted), agents: agents =>
         {
@@ -450,15 +473,17 @@ public sealed class CoordinatorCoreHostTests
         });
         var operation = OperationOf(Assert.Single(h.Events("FailoverResumed")));
 
-        // New behaviour: b confirmed its Promote before the crash, so the core resumes at Moving: it reads OVH's state
-        // (routed to a, nothing pending), POSTs once, and then cannot verify b through the IP until the operation times out.
+        // b confirmed its Promote before the crash, but it may have fenced itself while no coordinator granted its lease:
+        // the resumed failover asks it again (an idempotent Promote) before anything else, and never moves the IP to a
+        // node that does not answer.
         var done = await h.RunUntilTerminalAsync(operation, h.OperationTimeout);
 
         Assert.Equal("FailoverAbandoned", done.Record.Kind);
-        Assert.Contains("stage Verifying", done.Record.Message);
-        Assert.Equal(["FailoverResumed", "OvhReadState", "OvhMoveRequested", "OvhMoveAccepted", "OvhReadState", "OvhMoveCompleted", "IpRoutedButUnreachable", "FailoverAbandoned"], h.KindsFrom("FailoverResumed"));
-        Assert.Equal(1, h.Posts);
-        Assert.Empty(h.Agents.Calls); // no Promote: it was confirmed before the crash
+        Assert.Contains("stage Promoting", done.Record.Message);
+        Assert.DoesNotContain("OvhMoveRequested", h.KindsFrom("FailoverResumed"));
+        Assert.Equal(0, h.Posts);
+        Assert.NotEmpty(h.Agents.Calls);
+        Assert.All(h.Agents.Calls, c => Assert.Equal("Promote b@2", c));
         Assert.Empty(h.Store.PendingOperations());
     }
 
