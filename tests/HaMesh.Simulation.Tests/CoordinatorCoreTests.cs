@@ -83,6 +83,25 @@ public sealed class CoordinatorCoreTests
     }
 
     [Fact]
+    public void Switchover_TargetStepsDownWhileItsIpIsMoved_PromotedAgain()
+    {
+        var core = Core();
+        Healthy(core, T0);
+        var demote = Command(core.OnSwitchover(T0, R, "b", 1, "planned").Effects);
+        var promote = Command(core.OnCommandReply(T0, "a", R, demote.Command.Id, true, "secondary"));
+        Assert.Single(core.OnCommandReply(T0, "b", R, promote.Command.Id, true, "primary").OfType<CoordinatorEffect.CallOvh>());
+
+        // b lost its lease and fenced itself while the move runs: without this, the core would move the IP to a
+        // Secondary and ping it until the operation timed out
+        var later = T0 + TimeSpan.FromSeconds(1);
+        var fx = core.OnReport(later, "b", R, new NodeResourceFacts(DrbdRole.Secondary, DiskState.UpToDate, ConnectionState.Connected, DrbdRole.Secondary, 2, TimeSpan.Zero), ++_seq, ["a"]);
+
+        Assert.Contains("TargetSteppedDown", Events(fx));
+        Assert.Equal(("b", CommandKind.Promote, 2UL), (Command(fx).Node, Command(fx).Command.Kind, Command(fx).Command.Generation));
+        Assert.Equal(OperationStage.Promoting, core.Record(R).Operation!.Stage);
+    }
+
+    [Fact]
     public void Switchover_DemotedThenPromotedThenMovedAndVerified_Completed()
     {
         var core = Core();

@@ -119,6 +119,18 @@ public sealed class CoordinatorCore
             }
         }
 
+        // The promoted target reports it is not Primary any more while its IP is moved or checked (it lost its lease and
+        // fenced itself): ask it again (an idempotent Promote) rather than ping a Secondary until the operation times out.
+        // A report built before the promotion may arrive just after its answer: a margin of two heartbeats, and a
+        // repeated Promote is harmless.
+        if (_running.TryGetValue(resource, out var run) && rec.Operation is { Stage: OperationStage.Moving or OperationStage.Verifying } op
+            && node == op.Target && facts.Role != Protocol.V1.DrbdRole.Primary && run.PromotedAt is { } promoted && now - promoted >= _config.Heartbeat * 2)
+        {
+            Event(fx, "TargetSteppedDown", resource, Fmt($"{node} reports {facts.Role} at generation {facts.Generation} during the {op.Stage} stage of {op.Kind} {op.Id}: promoting it again"), op.Id, node: node);
+            run.LastFailure = Fmt($"{node} stepped down ({facts.Role})");
+            StartStage(now, resource, run, OperationStage.Promoting, fx);
+        }
+
         // Votes arrive in reports: decide now rather than on the next heartbeat, when the report changes what the rule
         // reads (a node back from silence, a new role, disk or connection, a vote cast or withdrawn), or when a record changed
         // since the last decision (an operation ended). A report that only repeats the last one leaves the decision to the
