@@ -37,6 +37,7 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
     private readonly FailoverIpVerifier _verifier;
     private readonly IpRoutingCache _routes;
     private readonly NodeRegistry? _registry;
+    private readonly HashSet<string> _nodeNames;
     private readonly IServiceProvider _services;
     private readonly TimeProvider _time;
     private readonly ILogger<CoordinatorCoreHost> _logger;
@@ -82,6 +83,7 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
         _health = health;
         _metrics = metrics;
         Config = ConfigFrom(_options);
+        _nodeNames = _options.Nodes.Select(n => n.Name).ToHashSet(StringComparer.Ordinal);
     }
 
     /// <summary>The core's configuration, from the cluster file.</summary>
@@ -200,6 +202,7 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
     public void Report(string node, NodeStatus report)
     {
         ArgumentNullException.ThrowIfNull(report);
+        var reported = report.Resources.Select(r => (r.Resource, Facts(r), UpToDatePeers(node, r))).ToList();   // read before the gate
         lock (_gate)
         {
             if (_core is not { } core)
@@ -208,12 +211,9 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
             }
 
             var now = Now;
-            foreach (var r in report.Resources)
+            foreach (var (resource, facts, peers) in reported)
             {
-                if (Config.Resources.Any(c => c.Name == r.Resource))
-                {
-                    Apply(core.OnReport(now, node, r.Resource, Facts(r), report.Sequence, UpToDatePeers(node, r)));
-                }
+                Apply(core.OnReport(now, node, resource, facts, report.Sequence, peers));   // the core ignores unknown resources
             }
         }
     }
@@ -223,9 +223,9 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
         ArgumentNullException.ThrowIfNull(request);
         lock (_gate)
         {
-            if (_core is { } core && Config.Resources.Any(c => c.Name == request.Resource))
+            if (_core is { } core)
             {
-                Apply(core.OnLeaseRequest(Now, node, request.Resource, request.Generation, request.Sequence));
+                Apply(core.OnLeaseRequest(Now, node, request.Resource, request.Generation, request.Sequence));   // the core ignores unknown resources
             }
         }
     }
@@ -641,16 +641,13 @@ public sealed partial class CoordinatorCoreHost : IHostedService, IDisposable
 
     /// <summary>The nodes the reporter is DRBD-connected to whose disk is UpToDate. DRBD names a peer by its host name (8.4:
     /// not at all); a name that is no configured node is the other node of a two-node cluster.</summary>
-    private List<string> UpToDatePeers(string node, ResourceStatus r)
-    {
-        var others = _options.Nodes.Where(n => n.Name != node).Select(n => n.Name).ToList();
-        return (r.Drbd?.Peers ?? [])
+    private List<string> UpToDatePeers(string node, ResourceStatus r) =>
+        (r.Drbd?.Peers ?? [])
             .Where(p => p.ConnectionState == ConnectionState.Connected && p.PeerDiskState == DiskState.UpToDate)
-            .Select(p => others.Contains(p.PeerName, StringComparer.Ordinal) ? p.PeerName : others.Count == 1 ? others[0] : null)
+            .Select(p => p.PeerName != node && _nodeNames.Contains(p.PeerName) ? p.PeerName : _nodeNames.Count == 2 ? _nodeNames.FirstOrDefault(n => n != node) : null)
             .OfType<string>()
             .Distinct(StringComparer.Ordinal)
             .ToList();
-    }
 
     private static string Fmt(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 

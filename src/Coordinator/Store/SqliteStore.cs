@@ -423,7 +423,7 @@ public sealed class SqliteStore : IEventLog, IDisposable
             Exec(_db, """
                 INSERT INTO operations(id, resource, kind, target, generation, phase, started_ms, state) VALUES ($i, $r, $k, $t, $g, $p, $s, $j)
                 ON CONFLICT(id) DO UPDATE SET resource = $r, kind = $k, target = $t, generation = $g, phase = $p, state = $j;
-                """, ("$i", id), ("$r", record.Resource), ("$k", KindName(op.Kind)), ("$t", op.Target), ("$g", (long)op.Generation), ("$p", StageName(op.Stage)),
+                """, ("$i", id), ("$r", record.Resource), ("$k", op.KindName), ("$t", op.Target), ("$g", (long)op.Generation), ("$p", StageName(op.Stage)),
                 ("$s", nowMs), ("$j", JsonSerializer.Serialize(new CoreState(op.From, op.Reason, op.Force, op.DemoteFirst, op.DecisionId))));
         }
     }
@@ -435,7 +435,7 @@ public sealed class SqliteStore : IEventLog, IDisposable
     private static CoreOperation ToCore(OperationRecord row, MonoTime now, ref long lastId)
     {
         var what = $"operation '{row.Id}' of '{row.Resource}'";
-        var kind = ParseKind(row.Kind) ?? throw new StoreException($"{what} has an unknown kind '{row.Kind}'; refusing to guess what it was doing");
+        var kind = CoreOperation.KindOf(row.Kind) ?? throw new StoreException($"{what} has an unknown kind '{row.Kind}'; refusing to guess what it was doing");
         CoreState state;
         try
         {
@@ -459,26 +459,6 @@ public sealed class SqliteStore : IEventLog, IDisposable
             DemoteFirst = state.DemoteFirst,
         };
     }
-
-    private static string KindName(OperationKind kind) => kind switch
-    {
-        OperationKind.Failover => "failover",
-        OperationKind.Switchover => "switchover",
-        OperationKind.ForcePromote => "force-promote",
-        OperationKind.EnsurePrimary => "ensure-primary",
-        OperationKind.MoveIp => "move-ip",
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "no store name for this operation kind"),
-    };
-
-    private static OperationKind? ParseKind(string name) => name switch
-    {
-        "failover" => OperationKind.Failover,
-        "switchover" => OperationKind.Switchover,
-        "force-promote" => OperationKind.ForcePromote,
-        "ensure-primary" => OperationKind.EnsurePrimary,
-        "move-ip" => OperationKind.MoveIp,
-        _ => null,
-    };
 
     private static string StageName(OperationStage stage) => stage switch
     {

@@ -475,11 +475,10 @@ public sealed class CoordinatorCore
                     // State read: not routed and no task pending. Only now may a move be POSTed.
                     var id = ++_ids;
                     run.AwaitingId = id;
-                    run.StageDeadline = now + _config.ReplyTimeout;
+                    run.StageDeadline = now + OvhReplyTimeout;
                     run.MoveRequestedAt ??= now;
                     run.Posts++;
                     run.MoveInFlight = true;
-                    run.StageDeadline = now + OvhReplyTimeout;
                     Event(fx, "OvhMoveRequested", resource, Fmt($"POST /ip/{ip}/move to {op.Target} (routed to {s.RoutedTo ?? "elsewhere"})"), id);
                     fx.Add(new CoordinatorEffect.CallOvh(id, resource, ip, new OvhCall.Move(op.Target)));
                 }
@@ -651,10 +650,9 @@ public sealed class CoordinatorCore
             case Decision.Failover f:
             {
                 var decisionId = ++_ids;
-                var started = new OperationRecord(decisionId, OperationKind.Failover, f.To, f.NewGeneration, NeedsAgreement(f.To) ? OperationStage.Agreeing : OperationStage.Promoting, decisionId, now) { From = f.From, Reason = f.Reason };
-                Event(fx, "FailoverStarted", f.Resource, Fmt($"{f.From} → {f.To} at generation {f.NewGeneration}: {f.Reason}"), decisionId, node: f.To, generation: f.NewGeneration, attributes: Attributes(started));
+                var op = new OperationRecord(decisionId, OperationKind.Failover, f.To, f.NewGeneration, NeedsAgreement(f.To) ? OperationStage.Agreeing : OperationStage.Promoting, decisionId, now) { From = f.From, Reason = f.Reason };
+                Event(fx, "FailoverStarted", f.Resource, Fmt($"{f.From} → {f.To} at generation {f.NewGeneration}: {f.Reason}"), decisionId, node: f.To, generation: f.NewGeneration, attributes: Attributes(op));
                 _lastFailover[f.Resource] = now;
-                var op = started;
                 Save(rec with { Generation = f.NewGeneration, Primary = f.To, Operation = op }, fx);
                 Begin(now, f.Resource, op, fx);
                 break;
@@ -750,7 +748,7 @@ public sealed class CoordinatorCore
 
         var id = ++_ids;
         run.AwaitingId = id;
-        run.StageDeadline = now + _config.ReplyTimeout;
+        run.StageDeadline = now + (stage == OperationStage.Moving ? OvhReplyTimeout : _config.ReplyTimeout);
         var ip = CurrentIp(resource, run);
         switch (stage)
         {
@@ -767,7 +765,6 @@ public sealed class CoordinatorCore
                 break;
             case OperationStage.Moving:
                 run.MovingSince ??= now;
-                run.StageDeadline = now + OvhReplyTimeout;
                 Event(fx, "OvhReadState", resource, Fmt($"GET routedTo and pending tasks of {ip}"), id, node: op.Target);
                 fx.Add(new CoordinatorEffect.CallOvh(id, resource, ip, new OvhCall.ReadState()));
                 break;

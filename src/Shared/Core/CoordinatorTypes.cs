@@ -92,14 +92,21 @@ public sealed record OperationRecord(long Id, OperationKind Kind, string Target,
     public string Reason { get; init; } = "";
 
     /// <summary>The kind as the store and the events name it: failover, switchover, force-promote, ensure-primary, move-ip.</summary>
-    public string KindName => Kind switch
+    public string KindName => NameOf(Kind);
+
+    /// <summary>The name of an operation kind in the store and the events (<see cref="KindOf"/> reads it back).</summary>
+    public static string NameOf(OperationKind kind) => kind switch
     {
         OperationKind.Failover => "failover",
         OperationKind.Switchover => "switchover",
         OperationKind.ForcePromote => "force-promote",
         OperationKind.EnsurePrimary => "ensure-primary",
-        _ => "move-ip",
+        OperationKind.MoveIp => "move-ip",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "no name for this operation kind"),
     };
+
+    /// <summary>The kind <see cref="NameOf"/> names; null for any other name.</summary>
+    public static OperationKind? KindOf(string name) => Enum.GetValues<OperationKind>().Cast<OperationKind?>().FirstOrDefault(k => NameOf(k!.Value) == name);
 
     /// <summary>The event-kind prefix: FailoverStarted, SwitchoverCompleted, ForcePromoteRolledBack…</summary>
     public string Prefix => Kind switch
