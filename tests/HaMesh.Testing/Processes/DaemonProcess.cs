@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using System.Threading.Channels;
 
@@ -189,13 +187,8 @@ public sealed class DaemonProcess : IAsyncDisposable
         _process.Dispose();
     }
 
-    /// <summary>A TCP port free on 127.0.0.1 right now (bind to 0, read, close).</summary>
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    /// <summary>A TCP port on 127.0.0.1 for a daemon to bind later: free now, outside the ephemeral range, reserved for this test process (<see cref="TestPorts"/>).</summary>
+    public static int FreePort() => TestPorts.Shared.Next();
 
     private void OnLine(string? line)
     {
