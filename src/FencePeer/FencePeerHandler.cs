@@ -44,6 +44,9 @@ internal static class FencePeerHandler
             return ExitUsage;
         }
 
+        // Which peer DRBD lost: DRBD 9 passes its node id and each node's host name (DRBD_NODE_ID_<id>), 8.4 the peer's host name.
+        var peerName = (peerNodeId >= 0 ? env(string.Create(CultureInfo.InvariantCulture, $"DRBD_NODE_ID_{peerNodeId}")) : null) ?? env("DRBD_PEER") ?? "";
+
         ClusterTls? tls = null;
         if (agent.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
         {
@@ -70,7 +73,7 @@ internal static class FencePeerHandler
             using var channel = tls is null ? GrpcChannel.ForAddress(agent) : GrpcChannels.Create(agent, new TimingOptions { Lease = timeout }, tls);   // connecting (TLS handshake) may use the whole budget, not the 2 s default lease
             var client = new AgentService.AgentServiceClient(channel);
             var response = await client.FencePeerAsync(
-                new AgentFencePeerRequest { Resource = resource, DrbdResource = resource, PeerNodeId = peerNodeId, Unfence = unfence },
+                new AgentFencePeerRequest { Resource = resource, DrbdResource = resource, PeerNodeId = peerNodeId, PeerName = peerName.Trim(), Unfence = unfence },
                 deadline: RpcDeadline.In(timeout), cancellationToken: cancellationToken).ConfigureAwait(false);
             await stderr.WriteLineAsync($"hamesh-fence-peer: {resource}: {response.Outcome} {response.Message} (exit {response.DrbdExitCode})").ConfigureAwait(false);
             return response.DrbdExitCode;

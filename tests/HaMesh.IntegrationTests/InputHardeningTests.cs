@@ -147,6 +147,7 @@ public sealed class InputHardeningTests : IAsyncLifetime
         await Refused(agent.FencePeerAsync(new AgentFencePeerRequest { DrbdResource = "-" + Long }, cancellationToken: ct), StatusCode.InvalidArgument, "drbd_resource:");
         await Refused(agent.FencePeerAsync(new AgentFencePeerRequest { Resource = Long }, cancellationToken: ct), StatusCode.InvalidArgument, "resource:");
         await Refused(agent.FencePeerAsync(new AgentFencePeerRequest { DrbdResource = "r9" }, cancellationToken: ct), StatusCode.NotFound, "resource:");
+        await Refused(agent.FencePeerAsync(new AgentFencePeerRequest { DrbdResource = "r0", PeerName = "b\nforged log line" }, cancellationToken: ct), StatusCode.InvalidArgument, "peer_name:");
 
         // a message over the 4 MiB receive limit
         await Refused(agent.GetStatusAsync(new GetStatusRequest { Resource = new string('y', GrpcChannels.MaxMessageBytes + 10) }, cancellationToken: ct), StatusCode.ResourceExhausted, "");

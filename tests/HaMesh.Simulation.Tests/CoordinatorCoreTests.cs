@@ -23,6 +23,13 @@ public sealed class CoordinatorCoreTests
         var fx = new List<CoordinatorEffect>();
         fx.AddRange(core.OnReport(now, "a", R, new NodeResourceFacts(DrbdRole.Primary, DiskState.UpToDate, ConnectionState.Connected, DrbdRole.Secondary, 1, TimeSpan.Zero), ++_seq, ["b"]));
         fx.AddRange(core.OnReport(now, "b", R, new NodeResourceFacts(DrbdRole.Secondary, bDisk, ConnectionState.Connected, DrbdRole.Primary, 1, TimeSpan.Zero), ++_seq, []));
+        AnswerIpChecks(core, now, fx);
+        Assert.Null(core.Record(R).Operation);
+    }
+
+    /// <summary>Answers the OVH reads and pings among <paramref name="fx"/> (and those the answers lead to): the IP routes to the recorded primary.</summary>
+    private static void AnswerIpChecks(CoordinatorCore core, MonoTime now, List<CoordinatorEffect> fx)
+    {
         for (var i = 0; i < fx.Count; i++)
         {
             var rec = core.Record(R);
@@ -36,13 +43,106 @@ public sealed class CoordinatorCoreTests
                     break;
             }
         }
-
-        Assert.Null(core.Record(R).Operation);
     }
 
     private static CoordinatorEffect.SendCommand Command(IEnumerable<CoordinatorEffect> fx) => Assert.Single(fx.OfType<CoordinatorEffect.SendCommand>());
 
     private static List<string> Events(IEnumerable<CoordinatorEffect> fx) => [.. fx.OfType<CoordinatorEffect.AppendEvent>().Select(e => e.Event.Kind)];
+
+    // ------------------------------------------------------------------ outdated marks (design §4.1)
+
+    private static readonly NodeResourceFacts PrimaryA = new(DrbdRole.Primary, DiskState.UpToDate, ConnectionState.Connected, DrbdRole.Secondary, 1, TimeSpan.Zero);
+
+    /// <summary>A healthy pair where a's fence-peer handler had b recorded outdated after a's report <paramref name="afterReport"/> (0: its latest).</summary>
+    private CoordinatorCore FencedB(ulong afterReport = 0)
+    {
+        var core = Core();
+        Healthy(core, T0);
+        var fx = core.OnFenceRequest(T0, "a", R, "b", 1, 77, afterReport == 0 ? _seq : afterReport);
+        Assert.Contains("PeerOutdated", Events(fx));
+        Assert.Equal(1UL, core.Record(R).Outdated["b"]);
+        return core;
+    }
+
+    [Fact]
+    public void OutdatedMark_TheFencingPrimaryReportsThePeerUpToDateAfterTheFence_Cleared()
+    {
+        var core = FencedB();
+
+        var fx = core.OnReport(T0 + Policy.Lease, "a", R, PrimaryA, ++_seq, ["b"]);
+
+        Assert.Contains("OutdatedCleared", Events(fx));
+        Assert.Empty(core.Record(R).Outdated);
+        Assert.Empty(core.Record(R).OutdatedBy);
+    }
+
+    [Fact]
+    public void OutdatedMark_AReportTheFencingPrimaryBuiltBeforeTheFence_KeepsIt()
+    {
+        // Regression (simulation seed 1779): a report built before the link broke, delivered after the fence, still says
+        // "peer Connected, UpToDate"; clearing on it lost acknowledged writes at the next failover.
+        var core = FencedB(afterReport: _seq + 5);
+
+        Assert.DoesNotContain("OutdatedCleared", Events(core.OnReport(T0 + Policy.Lease, "a", R, PrimaryA, ++_seq, ["b"])));
+        Assert.True(core.Record(R).Outdated.ContainsKey("b"));
+    }
+
+    [Fact]
+    public void OutdatedMark_PeerNotUpToDateForTheFencingPrimary_KeepsIt()
+    {
+        var core = FencedB();
+
+        // still syncing (or not connected): a does not list b among its connected UpToDate peers
+        Assert.DoesNotContain("OutdatedCleared", Events(core.OnReport(T0 + Policy.Lease, "a", R, PrimaryA with { PeerConnection = ConnectionState.Connecting }, ++_seq, [])));
+        Assert.True(core.Record(R).Outdated.ContainsKey("b"));
+    }
+
+    [Fact]
+    public void OutdatedMark_TheOutdatedNodeItselfReportsUpToDate_KeepsIt()
+    {
+        // Regression (simulation seed 165): b may be connected to another stale Secondary; only the fencing primary may say
+        var core = FencedB();
+        var b = new NodeResourceFacts(DrbdRole.Secondary, DiskState.UpToDate, ConnectionState.Connected, DrbdRole.Primary, 1, TimeSpan.Zero);
+
+        Assert.DoesNotContain("OutdatedCleared", Events(core.OnReport(T0 + Policy.Lease, "b", R, b, ++_seq, ["a"])));
+        Assert.True(core.Record(R).Outdated.ContainsKey("b"));
+    }
+
+    [Fact]
+    public void OutdatedMark_TheFencingNodeNoLongerPrimary_KeepsIt()
+    {
+        var core = FencedB();
+
+        Assert.DoesNotContain("OutdatedCleared", Events(core.OnReport(T0 + Policy.Lease, "a", R, PrimaryA with { Role = DrbdRole.Secondary }, ++_seq, ["b"])));
+        Assert.True(core.Record(R).Outdated.ContainsKey("b"));
+    }
+
+    [Fact]
+    public void Rejoin_OldPrimaryDemotedWithReconnect_ALateAnswerToASupersededDemoteIsIgnored()
+    {
+        // b took over at generation 2; a comes back still Primary at generation 1
+        var core = new CoordinatorCore(
+            new CoordinatorConfig(["a", "b"], [new CoreResource(R, "a", ["203.0.113.10/32"])], Policy, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30)),
+            [CoordinatorRecord.Empty(R) with { Generation = 2, Primary = "b" }], 0, T0);
+        var oldPrimary = new NodeResourceFacts(DrbdRole.Primary, DiskState.UpToDate, ConnectionState.StandAlone, DrbdRole.Unknown, 1, TimeSpan.FromSeconds(30));
+        AnswerIpChecks(core, T0, [.. core.OnReport(T0, "b", R, new NodeResourceFacts(DrbdRole.Primary, DiskState.UpToDate, ConnectionState.StandAlone, DrbdRole.Unknown, 2, TimeSpan.FromSeconds(30)), ++_seq, [])]);
+        Assert.Null(core.Record(R).Operation);
+        var first = Command(core.OnReport(T0, "a", R, oldPrimary, ++_seq, []).Where(e => e is CoordinatorEffect.SendCommand { Command.Kind: CommandKind.Demote }));
+
+        // design §4 rejoin: stopped, unmounted, Secondary, and DRBD reconnected (keeping its data)
+        Assert.Equal(("a", 2UL, true, false), (first.Node, first.Command.Generation, first.Command.Reconnect, first.Command.DiscardMyData));
+
+        // no answer: the rule asks again; then the answer to the first Demote arrives late
+        var later = T0 + TimeSpan.FromSeconds(3);
+        core.OnReport(later, "b", R, new NodeResourceFacts(DrbdRole.Primary, DiskState.UpToDate, ConnectionState.StandAlone, DrbdRole.Unknown, 2, TimeSpan.FromSeconds(33)), ++_seq, []);
+        var second = Command(core.OnTimer(later).Concat(core.OnReport(later, "a", R, oldPrimary with { PeerContactAge = TimeSpan.FromSeconds(33) }, ++_seq, []))
+            .Where(e => e is CoordinatorEffect.SendCommand { Command.Kind: CommandKind.Demote }));
+        Assert.NotEqual(first.Command.Id, second.Command.Id);
+
+        Assert.Empty(Events(core.OnCommandReply(later, "a", R, first.Command.Id, false, "timed out")));
+        Assert.Equal(["Rejoined"], Events(core.OnCommandReply(later, "a", R, second.Command.Id, true, "stopped, unmounted, secondary")));
+        Assert.Empty(Events(core.OnCommandReply(later, "a", R, second.Command.Id, true, "again")));
+    }
 
     [Fact]
     public void Report_CastingTheVote_StartsTheFailoverAtOnce_ARepeatedReportWaitsForTheTimer()

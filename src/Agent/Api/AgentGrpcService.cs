@@ -125,6 +125,11 @@ public sealed class AgentGrpcService(
             ThrowInvalid("drbd_resource", $"'{Truncate(request.DrbdResource)}' is not a DRBD resource name");
         }
 
+        if (request.PeerName.Length > 255 || request.PeerName.Any(char.IsControl))
+        {
+            ThrowInvalid("peer_name", "must be a host name (at most 255 characters, no control characters)");
+        }
+
         var known = _options.Resources.Any(r => r.Name == request.Resource || r.DrbdResource == request.DrbdResource);
         if (!known)
         {

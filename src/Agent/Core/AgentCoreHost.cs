@@ -310,6 +310,27 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
     /// peer outdated, then (alternating, every few heartbeats) the peer itself to outdate; the handler's answer is
     /// "peer outdated" (exit 4) only once one of them confirmed, else exit 1 when its call ends: I/O stays frozen.
     /// </summary>
+    /// <summary>
+    /// The node DRBD lost its link to. With one other node it is that one. With more, DRBD's name for the peer must be a
+    /// configured node: outdating the wrong node would leave the stale one promotable, so a peer it cannot tell apart gets
+    /// "failed" (exit 1, I/O stays frozen) and the reason.
+    /// </summary>
+    private (string? Peer, string Why) FencedPeer(AgentFencePeerRequest request)
+    {
+        var others = _options.Nodes.Select(n => n.Name).Where(n => n != _options.Agent.Node).ToList();
+        if (request.PeerName.Length > 0 && others.Contains(request.PeerName, StringComparer.Ordinal))
+        {
+            return (request.PeerName, "");
+        }
+
+        return others.Count switch
+        {
+            0 => (null, "no peer configured"),
+            1 => (others[0], ""),
+            _ => (null, Fmt($"cannot tell which of {string.Join(", ", others)} DRBD lost (DRBD's peer name '{request.PeerName}', node id {request.PeerNodeId}): with more than two nodes the DRBD host names (`on <host>`) must be the HaMesh node names; I/O stays frozen")),
+        };
+    }
+
     public async Task<AgentFencePeerResponse> FencePeerAsync(AgentFencePeerRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -319,10 +340,10 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
             return new AgentFencePeerResponse { Outcome = FenceOutcome.PeerOutdated, DrbdExitCode = 0, Message = "unfence: nothing to undo" };
         }
 
-        var peer = _options.Nodes.FirstOrDefault(n => n.Name != _options.Agent.Node)?.Name;
+        var (peer, why) = FencedPeer(request);
         if (peer is null)
         {
-            return new AgentFencePeerResponse { Outcome = FenceOutcome.Failed, DrbdExitCode = 1, Message = "no peer configured" };
+            return new AgentFencePeerResponse { Outcome = FenceOutcome.Failed, DrbdExitCode = 1, Message = why };
         }
 
         var slot = _slots[resource.Name];

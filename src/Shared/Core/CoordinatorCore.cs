@@ -687,8 +687,19 @@ public sealed class CoordinatorCore
                 _demoteSentAt[(dm.Resource, dm.Node)] = now;
                 var id = ++_ids;
                 Event(fx, "Demote", dm.Resource, dm.Reason, id, node: dm.Node, generation: dm.Generation);
+
+                // One rejoin awaited per node: the answer to an earlier Demote that never came (lost, the agent restarted)
+                // must neither keep an entry for ever nor, arriving late, report on a command this one superseded.
+                foreach (var stale in _rejoins.Where(kv => kv.Value.Resource == dm.Resource && kv.Value.Node == dm.Node).Select(kv => kv.Key).ToList())
+                {
+                    _rejoins.Remove(stale);
+                }
+
                 _rejoins[id] = (dm.Resource, dm.Node, dm.Generation, dm.DiscardMyData);
-                fx.Add(new CoordinatorEffect.SendCommand(dm.Node, dm.Resource, new AgentCommand(id, CoreNames.Coordinator, CommandKind.Demote, dm.Generation, dm.DiscardMyData)));
+
+                // Design §4 (rejoin): stopped, unmounted, Secondary, and DRBD reconnected, keeping its data unless the
+                // split-brain policy discards it (that demote reconnects with --discard-my-data).
+                fx.Add(new CoordinatorEffect.SendCommand(dm.Node, dm.Resource, new AgentCommand(id, CoreNames.Coordinator, CommandKind.Demote, dm.Generation, dm.DiscardMyData, Reconnect: !dm.DiscardMyData)));
                 break;
             case Decision.SplitBrainAlert or Decision.Halt:
                 if (!_lastAlert.TryGetValue(d.Resource, out var last) || last != d.Reason)

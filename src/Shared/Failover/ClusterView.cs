@@ -43,9 +43,6 @@ public sealed record NodeResourceFacts(
 /// <summary>What the coordinator knows of one node: when it last heard from it, last granted it a lease, and its reported facts per resource.</summary>
 public sealed record NodeFacts(string Node, MonoTime? LastReportAt, MonoTime? LastGrantAt, IReadOnlyDictionary<string, NodeResourceFacts> Resources)
 {
-    /// <summary>The sequence of the node's last report (increases with every report, across agent restarts).</summary>
-    public ulong ReportSequence { get; init; }
-
     public NodeResourceFacts? For(string resource) => Resources.TryGetValue(resource, out var r) ? r : null;
 }
 
@@ -68,9 +65,6 @@ public sealed record ResourceFacts(
     string PreferredNode,
     bool DiscardOldPrimaryOnSplitBrain = false)
 {
-    /// <summary>Who asked for each outdated mark and after which of its reports (see <see cref="OutdatedMark"/>); a mark without it never clears automatically.</summary>
-    public IReadOnlyDictionary<string, OutdatedMark> OutdatedMarks { get; init; } = new Dictionary<string, OutdatedMark>(StringComparer.Ordinal);
-
     /// <summary>Per failover IP, the node OVH routes it to as last read or confirmed (null: unknown or elsewhere).</summary>
     public IReadOnlyDictionary<string, string?> IpRoutes { get; init; } = new Dictionary<string, string?>(StringComparer.Ordinal);
 }

@@ -27,9 +27,6 @@ public abstract record Decision(string Resource, string Reason)
     /// <summary>A node that is not the recorded primary reports Primary at an older generation (an old primary rejoining): demote it.</summary>
     public sealed record Demote(string Resource, string Node, ulong Generation, bool DiscardMyData, string Reason) : Decision(Resource, Reason);
 
-    /// <summary>A node recorded outdated (DRBD fencing) has resynced: UpToDate and connected to the primary. Clear the mark so it may be promoted again.</summary>
-    public sealed record ClearOutdated(string Resource, string Node, ulong OutdatedAt, string Reason) : Decision(Resource, Reason);
-
     /// <summary>DRBD split-brain detected; policy says stop and tell the operator how to recover.</summary>
     public sealed record SplitBrainAlert(string Resource, string Victim, string RecoveryCommands, string Reason) : Decision(Resource, Reason);
 

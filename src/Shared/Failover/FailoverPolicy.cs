@@ -104,7 +104,6 @@ public static class FailoverPolicy
         }
 
         decisions.AddRange(SplitBrain(r, fresh, decisions));
-        decisions.AddRange(Resynced(r, fresh));
         var primary = view.Node(r.Primary);
         var silence = SilenceOf(primary, view.ObservingSince, now);
         if (silence < o.Silence)
@@ -151,33 +150,6 @@ public static class FailoverPolicy
             yield return r.DiscardOldPrimaryOnSplitBrain
                 ? new Decision.Demote(r.Resource, n.Node, r.Generation, true, $"{n.Node} is StandAlone (split-brain suspected); policy DiscardOldPrimary: reconnect it discarding its changes")
                 : new Decision.SplitBrainAlert(r.Resource, n.Node, commands, $"{n.Node} is StandAlone (split-brain suspected): stopped; recover by hand");
-        }
-    }
-
-    /// <summary>
-    /// Design §4.1: the outdated mark clears when the node has resynced to UpToDate. Only the DRBD of the
-    /// primary that asked for the fence may say so, and only in a report it built after asking (its
-    /// sequence is larger than the mark's): a report from before the link broke, still in flight or
-    /// still the latest one the coordinator holds, says "connected, UpToDate" about the past. The node
-    /// itself must agree (UpToDate and connected). A mark without that provenance never clears here.
-    /// </summary>
-    private static IEnumerable<Decision> Resynced(ResourceFacts r, List<NodeFacts> fresh)
-    {
-        foreach (var n in fresh.Where(n => n.Node != r.Primary))
-        {
-            if (!r.OutdatedMarks.TryGetValue(n.Node, out var mark) || mark.Requester != r.Primary)
-            {
-                continue;
-            }
-
-            var fencer = fresh.FirstOrDefault(p => p.Node == mark.Requester);
-            if (fencer is not null && fencer.ReportSequence > mark.AfterReportSequence
-                && fencer.For(r.Resource) is { Role: DrbdRole.Primary, PeerConnection: ConnectionState.Connected, PeerDisk: DiskState.UpToDate }
-                && n.For(r.Resource) is { DrbdPresent: true, Disk: DiskState.UpToDate, PeerConnection: ConnectionState.Connected })
-            {
-                yield return new Decision.ClearOutdated(r.Resource, n.Node, mark.Generation,
-                    $"{n.Node} is UpToDate and connected to the primary {r.Primary}, which reports it UpToDate since the fence: its outdated mark (generation {mark.Generation}) is cleared");
-            }
         }
     }
 

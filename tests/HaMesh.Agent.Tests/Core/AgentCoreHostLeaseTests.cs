@@ -1,6 +1,7 @@
 using HaMesh.Agent.State;
 using HaMesh.Agent.Tests.Lease;
 using HaMesh.Protocol.V1;
+using HaMesh.Shared.Configuration;
 
 namespace HaMesh.Agent.Tests.Core;
 
@@ -345,6 +346,34 @@ public sealed class AgentCoreHostLeaseTests : AgentCoreHostFixture
         Assert.Equal((FenceOutcome.PeerOutdated, 4), (response.Outcome, response.DrbdExitCode));
         var fence = Assert.Single(Calls.Fences);
         Assert.Equal(("db", "a", "b", 5UL), (fence.Resource, fence.RequestingNode, fence.PeerNode, fence.Generation));
+        Assert.Empty(Calls.Outdates);
+    }
+
+    [Fact]
+    public async Task FencePeer_ThreeNodes_TheCoordinatorRecordsThePeerDrbdNamed_NotTheFirstOtherNode()
+    {
+        Options.Nodes.Add(new NodeOptions { Name = "c", AgentAddress = "http://127.0.0.1:7703", ServiceName = "ns3.ip-1-2-3.eu" });
+        await PromotedAsync();
+
+        // DRBD 9 on a lost its link to c (node id 2): outdating b instead would leave the stale c promotable
+        var response = await Host.FencePeerAsync(new AgentFencePeerRequest { DrbdResource = "r0", PeerNodeId = 2, PeerName = "c" }, Ct);
+
+        Assert.Equal((FenceOutcome.PeerOutdated, 4), (response.Outcome, response.DrbdExitCode));
+        Assert.Equal("c", Assert.Single(Calls.Fences).PeerNode);
+    }
+
+    [Fact]
+    public async Task FencePeer_ThreeNodes_PeerNameNotANode_FailedExit1_NothingRecorded()
+    {
+        Options.Nodes.Add(new NodeOptions { Name = "c", AgentAddress = "http://127.0.0.1:7703", ServiceName = "ns3.ip-1-2-3.eu" });
+        await PromotedAsync();
+
+        var response = await Host.FencePeerAsync(new AgentFencePeerRequest { DrbdResource = "r0", PeerNodeId = 2, PeerName = "db3.example.net" }, Ct);
+
+        Assert.Equal((FenceOutcome.Failed, 1), (response.Outcome, response.DrbdExitCode));
+        Assert.Contains("cannot tell which of b, c", response.Message);
+        Assert.Contains("'db3.example.net'", response.Message);
+        Assert.Empty(Calls.Fences);
         Assert.Empty(Calls.Outdates);
     }
 

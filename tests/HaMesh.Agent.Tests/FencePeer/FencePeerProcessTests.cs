@@ -39,6 +39,33 @@ public sealed class FencePeerProcessTests
         Assert.False(request.Unfence);
     }
 
+    [Theory]
+    [InlineData("1", "c", "c")]          // DRBD 9: DRBD_NODE_ID_<DRBD_PEER_NODE_ID> names the peer
+    [InlineData(null, "b", "b")]         // DRBD 8.4: DRBD_PEER
+    [InlineData(null, null, "")]
+    public async Task Handler_SendsThePeerNameDrbdPasses(string? nodeId, string? name, string expected)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var agent = new FakeAgent(new AgentFencePeerResponse { Outcome = FenceOutcome.PeerOutdated, DrbdExitCode = 4 });
+        await using var app = await StartAsync(agent, ct);
+        var env = new Dictionary<string, string> { ["DRBD_RESOURCE"] = "r0" };
+        if (nodeId is not null)
+        {
+            env["DRBD_PEER_NODE_ID"] = nodeId;
+            env["DRBD_NODE_ID_" + nodeId] = name!;
+            env["DRBD_NODE_ID_0"] = "a";
+        }
+        else if (name is not null)
+        {
+            env["DRBD_PEER"] = name;
+        }
+
+        var (exit, _) = await RunHandlerAsync(["fence", "--agent", Address(app)], env, ct);
+
+        Assert.Equal(4, exit);
+        Assert.Equal(expected, Assert.Single(agent.Requests).PeerName);
+    }
+
     [Fact]
     public async Task Handler_Unfence_SendsUnfenceAndExits0()
     {

@@ -509,7 +509,7 @@ public sealed class CoordinatorCoreHostTests
 
         var rejoined = Assert.Single(h.Events("Rejoined"));
         Assert.Equal("a", rejoined.Record.Node);
-        Assert.Equal(["Promote b@2", "Demote a@2"], h.Agents.Calls);
+        Assert.Equal(["Promote b@2", "Demote a@2 reconnect"], h.Agents.Calls); // design §4 rejoin: Secondary, and DRBD reconnected
         Assert.Equal(1, h.Posts);
         Assert.DoesNotContain("Halted", h.Kinds());
         Assert.Equal((DrbdRole.Secondary, DrbdRole.Primary), (h.Agents.Nodes["a"].Role, h.Agents.Nodes["b"].Role));

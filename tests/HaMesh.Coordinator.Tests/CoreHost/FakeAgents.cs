@@ -88,7 +88,7 @@ internal sealed class FakeAgents : IAgentCommands
             "step drbd-primary failed: 'drbdadm primary r0' exited 11: State change failed", "drbd-primary=Done, mount=Done", cancellationToken);
 
     public Task<ActionResult> DemoteAsync(string node, DemoteRequest request, CancellationToken cancellationToken) =>
-        Act(node, $"Demote {node}@{request.Generation}{(request.DiscardMyData ? " discard" : "")}", request.Generation, DrbdRole.Secondary, n => n.FailDemote,
+        Act(node, $"Demote {node}@{request.Generation}{(request.DiscardMyData ? " discard" : "")}{(request.Reconnect ? " reconnect" : "")}", request.Generation, DrbdRole.Secondary, n => n.FailDemote,
             "step umount failed: 'umount /srv/db' exited 32: target is busy", "service:postgresql.service=Done, umount=Done, drbd-secondary=Done", cancellationToken);
 
     public Task<ActionResult> AgreeAsync(string node, AgreeRequest request, CancellationToken cancellationToken)

@@ -238,65 +238,14 @@ public sealed class FailoverPolicyTests
         Assert.True(demote.DiscardMyData);
     }
 
-    private static ViewBuilder Fenced(DiskState disk = DiskState.UpToDate, ConnectionState connection = ConnectionState.Connected, DrbdRole peerRole = DrbdRole.Primary,
-        DiskState primarySeesPeer = DiskState.UpToDate, ulong primaryReport = 11, string requester = "a")
+    [Fact]
+    public void Decide_OutdatedNodeUpToDateButPrimarySilent_RefusesFailoverToIt()
     {
         var v = new ViewBuilder()
-            .Node("a", 99.9, DrbdRole.Primary, peer: ConnectionState.Connected, peerRole: DrbdRole.Secondary, peerDisk: primarySeesPeer, reportSequence: primaryReport)
-            .Node("b", 99.9, disk: disk, peer: connection, peerRole: peerRole);
-        v.Resource = v.Resource with { Outdated = new Dictionary<string, ulong> { ["b"] = 2 } };
-        v.Resource = v.Resource with { OutdatedMarks = new Dictionary<string, OutdatedMark> { ["b"] = new(2, requester, 10) } };
-        return v;
-    }
-
-    [Fact]
-    public void Decide_OutdatedNodeResynced_PrimaryReportsItUpToDateAfterTheFence_ClearsTheMark()
-    {
-        var decisions = Fenced().Decide(100);
-
-        var clear = Assert.Single(decisions.OfType<Decision.ClearOutdated>());
-        Assert.Equal(("b", 2UL), (clear.Node, clear.OutdatedAt));
-        Assert.Contains(decisions, d => d is Decision.Hold);
-    }
-
-    [Fact]
-    public void Decide_PrimarysLatestReportPredatesTheFence_KeepsTheMark()
-    {
-        // Regression (simulation seed 1779): the primary's report built before its link broke still says
-        // "peer Connected, UpToDate"; clearing on it lost acknowledged writes at the next failover.
-        Assert.DoesNotContain(Fenced(primaryReport: 10).Decide(100), d => d is Decision.ClearOutdated);
-        Assert.DoesNotContain(Fenced(primaryReport: 9).Decide(100), d => d is Decision.ClearOutdated);
-    }
-
-    [Theory]
-    [InlineData(DiskState.Inconsistent, ConnectionState.Connected, DrbdRole.Primary, DiskState.Inconsistent)]   // still SyncTarget
-    [InlineData(DiskState.Outdated, ConnectionState.Connected, DrbdRole.Primary, DiskState.Outdated)]
-    [InlineData(DiskState.UpToDate, ConnectionState.Connecting, DrbdRole.Unknown, DiskState.UpToDate)]         // the node is not connected
-    [InlineData(DiskState.UpToDate, ConnectionState.StandAlone, DrbdRole.Unknown, DiskState.UpToDate)]
-    [InlineData(DiskState.UpToDate, ConnectionState.Connected, DrbdRole.Primary, DiskState.Dunknown)]           // the primary does not see it
-    [InlineData(DiskState.UpToDate, ConnectionState.Connected, DrbdRole.Primary, DiskState.Inconsistent)]       // the primary still syncs it
-    public void Decide_OutdatedNodeNotProvablyResynced_KeepsTheMark(DiskState disk, ConnectionState connection, DrbdRole peerRole, DiskState primarySeesPeer)
-    {
-        Assert.DoesNotContain(Fenced(disk, connection, peerRole, primarySeesPeer).Decide(100), d => d is Decision.ClearOutdated);
-    }
-
-    [Fact]
-    public void Decide_MarkRequestedByAnotherNodeOrWithoutProvenance_KeepsTheMark()
-    {
-        Assert.DoesNotContain(Fenced(requester: "c").Decide(100), d => d is Decision.ClearOutdated);
-        var v = Fenced();
-        v.Resource = v.Resource with { OutdatedMarks = new Dictionary<string, OutdatedMark>() };   // a mark from a v1 store
-        Assert.DoesNotContain(v.Decide(100), d => d is Decision.ClearOutdated);
-    }
-
-    [Fact]
-    public void Decide_OutdatedNodeUpToDateButPrimarySilent_KeepsTheMarkAndStillRefusesFailoverToIt()
-    {
-        var v = new ViewBuilder()
-            .Node("a", 90, DrbdRole.Primary, reportSequence: 11)
+            .Node("a", 90, DrbdRole.Primary)
             .Node("b", 99.9, peer: ConnectionState.Connected, peerRole: DrbdRole.Primary, peerContactAge: 10);
-        v.Resource = v.Resource with { Outdated = new Dictionary<string, ulong> { ["b"] = 2 }, OutdatedMarks = new Dictionary<string, OutdatedMark> { ["b"] = new(2, "a", 10) } };
+        v.Resource = v.Resource with { Outdated = new Dictionary<string, ulong> { ["b"] = 2 } };
 
-        Assert.DoesNotContain(v.Decide(100), d => d is Decision.ClearOutdated or Decision.Failover);
+        Assert.DoesNotContain(v.Decide(100), d => d is Decision.Failover);
     }
 }

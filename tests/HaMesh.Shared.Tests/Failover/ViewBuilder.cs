@@ -20,10 +20,10 @@ internal sealed class ViewBuilder
 
     public ViewBuilder Node(string name, double? lastReport, DrbdRole role = DrbdRole.Secondary, DiskState disk = DiskState.UpToDate,
         ConnectionState peer = ConnectionState.Connecting, DrbdRole peerRole = DrbdRole.Unknown, ulong generation = 3, double? peerContactAge = 10, double? lastGrant = null, bool present = true,
-        DiskState peerDisk = DiskState.Unspecified, ulong reportSequence = 0)
+        DiskState peerDisk = DiskState.Unspecified)
     {
         var facts = new NodeResourceFacts(role, disk, peer, peerRole, generation, peerContactAge is { } p ? TimeSpan.FromSeconds(p) : null, present, peerDisk);
-        _nodes.Add(new NodeFacts(name, lastReport is { } t ? At(t) : null, lastGrant is { } g ? At(g) : null, new Dictionary<string, NodeResourceFacts> { [Resource.Resource] = facts }) { ReportSequence = reportSequence });
+        _nodes.Add(new NodeFacts(name, lastReport is { } t ? At(t) : null, lastGrant is { } g ? At(g) : null, new Dictionary<string, NodeResourceFacts> { [Resource.Resource] = facts }));
         return this;
     }
 
