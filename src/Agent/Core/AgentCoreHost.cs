@@ -254,6 +254,7 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
                 var joined = core.Running?.SameAs(command) == true;
                 answer = new TaskCompletionSource<ActionResult>(TaskCreationOptions.RunContinuationsAsynchronously);
                 slot.Commands[command.Id] = new Pending(answer, joined);
+                core.NoteDrbdRole(_collector.RoleOf(resource));
                 var fx = core.OnCommand(Now, command);
                 if (fx.OfType<AgentEffect.ReplyCommand>().Any(r => r.Command.Id == command.Id && r.Busy))
                 {

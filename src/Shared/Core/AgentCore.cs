@@ -39,6 +39,7 @@ public sealed class AgentCore
     private long _fenceIds;
     private ulong _reportSequence;
     private bool _voteReported;
+    private bool _drbdSeenSecondary;
 
     /// <param name="node">This node's name.</param>
     /// <param name="resource">The resource this core guards.</param>
@@ -141,6 +142,13 @@ public sealed class AgentCore
 
         return now - last;
     }
+
+    /// <summary>
+    /// What DRBD itself last showed for the resource (the host's newest read, or its own finished promote or demote):
+    /// a Primary that DRBD shows Secondary was changed outside HaMesh (<c>drbdadm secondary</c> by hand), and a Promote
+    /// must activate it again rather than answer "already Primary" over a resource that is down.
+    /// </summary>
+    public void NoteDrbdRole(Protocol.V1.DrbdRole role) => _drbdSeenSecondary = role == Protocol.V1.DrbdRole.Secondary;
 
     /// <summary>The agent just started: schedule the first heartbeat.</summary>
     public IReadOnlyList<AgentEffect> Start(MonoTime now) => OnTimer(now);
@@ -334,7 +342,20 @@ public sealed class AgentCore
             case CommandKind.Promote:
                 if (Phase == AgentPhase.Primary && HoldsLeaseRaw(now))
                 {
-                    fx.Add(new AgentEffect.ReplyCommand(command, true, "already Primary"));
+                    if (_drbdSeenSecondary)
+                    {
+                        // Primary for HaMesh, Secondary for DRBD (changed by hand): activate again under the lease it holds;
+                        // each step checks first, so what is still up is left alone.
+                        _drbdSeenSecondary = false;
+                        _waiting.Add(command);
+                        Phase = AgentPhase.Activating;
+                        fx.Add(new AgentEffect.RunSteps(StepKind.Activate, Generation, Fmt($"activate again at generation {Generation}: DRBD shows Secondary though this node is the primary (changed outside HaMesh?)")));
+                    }
+                    else
+                    {
+                        fx.Add(new AgentEffect.ReplyCommand(command, true, "already Primary"));
+                    }
+
                     if (raised)
                     {
                         // Told a new generation (an adoption): renew at it now, the coordinator grants only that one.

@@ -50,6 +50,33 @@ public sealed class AgentCoreHostCommandTests : AgentCoreHostFixture
     }
 
     [Fact]
+    public async Task Promote_PrimaryDemotedByHand_ActivatedAgainNotAnsweredAlreadyPrimary()
+    {
+        await StartAsync();
+        await Promote(5);
+
+        // an operator stops the service, unmounts and runs drbdadm secondary; the next report reads it
+        Node.Active.Clear();
+        Node.Mounted = false;
+        Node.Role = "Secondary";
+        SetDrbd(DrbdRole.Secondary);
+        await Collector!.CollectAsync(null, Ct);
+        Node.Log.Clear();
+
+        // the coordinator sees its primary Secondary and asks again: the resource comes back up
+        var again = await Promote(5);
+        Assert.True(again.Success, again.Message);
+        Assert.NotEqual("already Primary", again.Message);
+        Assert.Equal(["drbdadm primary r0", "mount -t ext4 /dev/drbd0 /srv/db", "systemctl start postgresql.service", "systemctl start app.service"], Node.Log);   // the IP alias is still there
+        Assert.Equal(LeaseState.Held, Lease.State);
+
+        // once activated, a repeated Promote changes nothing
+        Node.Log.Clear();
+        Assert.Equal("already Primary", (await Promote(5)).Message);
+        Assert.Empty(Node.Log);
+    }
+
+    [Fact]
     public async Task Promote_StaleGeneration_FailedPreconditionNamesBothNumbers_NothingRun()
     {
         await StartAsync();

@@ -73,6 +73,26 @@ public sealed class AgentCoreStartAndCommandTests
     }
 
     [Fact]
+    public void PromoteOfAPrimaryDrbdShowsSecondary_ActivatesAgainUnderItsLease_ThenAlreadyPrimary()
+    {
+        var core = new AgentCore("a", "db", ["b"], T, persistedGeneration: 0, incarnation: 1, drbdIsPrimary: true, now: Ms(0));
+        core.Start(Ms(0));
+        core.NoteDrbdRole(Protocol.V1.DrbdRole.Secondary);   // drbdadm secondary by hand
+
+        var again = core.OnCommand(Ms(100), Cmd(1, CommandKind.Promote, 3));
+
+        var steps = Assert.Single(again.OfType<AgentEffect.RunSteps>());
+        Assert.Equal((StepKind.Activate, 3UL), (steps.Kind, steps.Generation));
+        Assert.DoesNotContain(again, e => e is AgentEffect.ReplyCommand);
+        Assert.Equal(AgentPhase.Activating, core.Phase);
+        Assert.Contains(core.OnStepsFinished(Ms(150), StepKind.Activate, true, "activated"), e => e is AgentEffect.ReplyCommand { Success: true, Message: "activated" });
+        Assert.Equal(AgentPhase.Primary, core.Phase);
+
+        core.NoteDrbdRole(Protocol.V1.DrbdRole.Primary);
+        Assert.Contains(core.OnCommand(Ms(200), Cmd(2, CommandKind.Promote, 3)), e => e is AgentEffect.ReplyCommand { Success: true, Message: "already Primary" });
+    }
+
+    [Fact]
     public void PromoteNobodyGrants_GivesUpAfterTheAskLimit_NothingTouched()
     {
         var core = new AgentCore("b", "db", ["a"], T, persistedGeneration: 4, incarnation: 1, drbdIsPrimary: false, now: Ms(0));
