@@ -41,6 +41,8 @@ public static class SoakBench
         var from = cluster.Events.Count;
         var daemons = new (string Name, DaemonProcess P)[] { ("agent a (primary)", cluster.Agent("a")), ("agent b (secondary)", cluster.Agent("b")), ("coordinator", cluster.CurrentCoordinator) };
         var cpu0 = daemons.Select(d => ProcStat.CpuSeconds(d.P.Pid)).ToArray();
+        // RSS once a minute: growth that levels off is the GC settling on a heap size; growth that does not is a leak
+        var rssSeries = daemons.Select(d => new List<double> { ProcStat.MiB(d.P.Pid, "VmRSS") }).ToArray();
         var start = TimeProvider.System.GetTimestamp();
         foreach (var h in NetnsLab.Hosts)
         {
@@ -57,7 +59,13 @@ public static class SoakBench
                 // a measurement window, not a wait for a condition
                 await Task.Delay(left < TimeSpan.FromMinutes(1) ? left : TimeSpan.FromMinutes(1), TimeProvider.System, ct);
                 var sofar = cluster.Events.Since(from, e => e.Kind == "FailoverStarted").Count;
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {TimeProvider.System.GetElapsedTime(start).TotalMinutes:0.0} min: {sofar} FailoverStarted, {cluster.Events.Count - from} events"));
+                var rss = daemons.Select(d => ProcStat.MiB(d.P.Pid, "VmRSS")).ToArray();
+                for (var i = 0; i < daemons.Length; i++)
+                {
+                    rssSeries[i].Add(rss[i]);
+                }
+
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {TimeProvider.System.GetElapsedTime(start).TotalMinutes:0.0} min: {sofar} FailoverStarted, {cluster.Events.Count - from} events; RSS MiB {string.Join(" / ", rss.Select(r => r.ToString("0.0", CultureInfo.InvariantCulture)))}"));
             }
         }
 
@@ -97,6 +105,12 @@ public static class SoakBench
         foreach (var (name, cpu, rss, hwm) in usage)
         {
             sb.Append(CultureInfo.InvariantCulture, $"{name,-22} CPU {cpu,5:0.00} % of one core   RSS {rss,6:0.0} MiB   peak RSS {hwm,6:0.0} MiB\n");
+        }
+
+        sb.Append("RSS (MiB) at the start and then once a minute:\n");
+        for (var i = 0; i < daemons.Length; i++)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"  {daemons[i].Name,-22} ").AppendJoin(' ', rssSeries[i].Select(r => r.ToString("0", CultureInfo.InvariantCulture))).Append('\n');
         }
 
         sb.Append(CultureInfo.InvariantCulture, $"invariant samples: {cluster.Invariants.Samples}; violations: {violations.Count}\n");

@@ -40,6 +40,8 @@ public sealed class AgentCore
     private ulong _reportSequence;
     private bool _voteReported;
     private bool _drbdSeenSecondary;
+    // Whether the deactivation under way reconnects DRBD at its end (a Demote asked for it); a self-fence or an undo does not.
+    private bool _deactivationReconnects;
 
     /// <param name="node">This node's name.</param>
     /// <param name="resource">The resource this core guards.</param>
@@ -322,9 +324,10 @@ public sealed class AgentCore
 
         if (Phase == AgentPhase.Deactivating && command.Kind != CommandKind.Agree)
         {
-            // Stepping down without a command (a self-fence, or the undo of a failed activation): a plain Demote wants
-            // what is under way and is answered when it ends; anything else would fight it half-way and is refused.
-            if (command.Kind == CommandKind.Demote && !command.DiscardMyData && !command.Reconnect)
+            // Stepping down without a command (a self-fence, or the undo of a failed activation): a Demote wants what is
+            // under way and is answered when it ends (one that also reconnects DRBD, a rejoin, gets that done then);
+            // anything else would fight it half-way and is refused.
+            if (command.Kind == CommandKind.Demote && !command.DiscardMyData)
             {
                 _waiting.Add(command);
             }
@@ -392,6 +395,7 @@ public sealed class AgentCore
             case CommandKind.Demote:
                 _waiting.Add(command);
                 Phase = AgentPhase.Deactivating;
+                _deactivationReconnects = command.Reconnect || command.DiscardMyData;
                 LeaseUntil = null;
                 fx.Add(new AgentEffect.RunSteps(command.DiscardMyData ? StepKind.DeactivateDiscard : StepKind.Deactivate, Generation, Fmt($"demote at generation {command.Generation}")));
                 break;
@@ -437,10 +441,23 @@ public sealed class AgentCore
                 else
                 {
                     Phase = AgentPhase.Deactivating;
+                    _deactivationReconnects = false;
                     fx.Add(new AgentEffect.RunSteps(StepKind.Deactivate, Generation, "undo a failed activation"));
                     ReplyAll(fx, false, message);
                 }
 
+                break;
+            case StepKind.Deactivate or StepKind.DeactivateDiscard when Phase == AgentPhase.Deactivating
+                && success && !_deactivationReconnects && _waiting.FindIndex(c => c.Reconnect) is var r and >= 0:
+                // A self-fence (or undo) ended and a rejoin Demote joined it: now the DRBD reconnect it asked for. The steps
+                // run again with that command first (the host reads the reconnect from the running command); each finds
+                // its work done, then DRBD connects.
+                var rejoin = _waiting[r];
+                _waiting.RemoveAt(r);
+                _waiting.Insert(0, rejoin);
+                _deactivationReconnects = true;
+                LeaseUntil = null;
+                fx.Add(new AgentEffect.RunSteps(StepKind.Deactivate, Generation, Fmt($"reconnect DRBD at generation {rejoin.Generation} after stepping down")));
                 break;
             case StepKind.Deactivate or StepKind.DeactivateDiscard when Phase == AgentPhase.Deactivating:
                 Phase = AgentPhase.Secondary;
@@ -548,6 +565,7 @@ public sealed class AgentCore
     private void SelfFence(List<AgentEffect> fx, string why)
     {
         Phase = AgentPhase.Deactivating;
+        _deactivationReconnects = false;
         LeaseUntil = null;
         fx.Add(new AgentEffect.RunSteps(StepKind.Deactivate, Generation, AgentEffect.RunSteps.SelfFencePrefix + why, _fenceBy));
         _fenceBy = null;

@@ -166,4 +166,27 @@ public sealed class AgentCoreStartAndCommandTests
         Assert.Equal([3L], done.OfType<AgentEffect.ReplyCommand>().Select(r => r.Command.Id));
         Assert.Equal(AgentPhase.Secondary, core.Phase);
     }
+
+    [Fact]
+    public void DuringASelfFence_ARejoinDemoteJoins_ItsDrbdReconnectRunsOnceTheSelfFenceEnds()
+    {
+        var core = new AgentCore("a", "db", ["b"], T, persistedGeneration: 4, incarnation: 1, drbdIsPrimary: true, now: Ms(0), knownLeaseUntil: Ms(2000));
+        RunUntil(core, core.Start(Ms(0)), Ms(2000));
+
+        // the coordinator's rejoin Demote (reconnect DRBD) arrives while the old primary fences itself
+        var rejoin = core.OnCommand(Ms(2100), Cmd(1, CommandKind.Demote, 5, reconnect: true));
+        Assert.DoesNotContain(rejoin, e => e is AgentEffect.ReplyCommand or AgentEffect.RunSteps);
+
+        // the self-fence did not reconnect: the steps run again for the rejoin (each finds its work done, then DRBD connects)
+        var fenced = core.OnStepsFinished(Ms(2300), StepKind.Deactivate, true, "self-fenced");
+        Assert.Equal(StepKind.Deactivate, Assert.Single(fenced.OfType<AgentEffect.RunSteps>()).Kind);
+        Assert.DoesNotContain(fenced, e => e is AgentEffect.ReplyCommand);
+        Assert.True(core.Running is { Id: 1, Reconnect: true });
+        Assert.Equal(AgentPhase.Deactivating, core.Phase);
+
+        var done = core.OnStepsFinished(Ms(2400), StepKind.Deactivate, true, "stopped, unmounted, secondary, connected");
+        Assert.Equal([(1L, true)], done.OfType<AgentEffect.ReplyCommand>().Select(r => (r.Command.Id, r.Success)));
+        Assert.DoesNotContain(done, e => e is AgentEffect.RunSteps);
+        Assert.Equal(AgentPhase.Secondary, core.Phase);
+    }
 }
