@@ -307,11 +307,6 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
     // ------------------------------------------------------------------ fence-peer (DRBD's handler asks us)
 
     /// <summary>
-    /// DRBD froze I/O and runs the fence-peer handler, which asks here. The core asks the coordinator to record the
-    /// peer outdated, then (alternating, every few heartbeats) the peer itself to outdate; the handler's answer is
-    /// "peer outdated" (exit 4) only once one of them confirmed, else exit 1 when its call ends: I/O stays frozen.
-    /// </summary>
-    /// <summary>
     /// The node DRBD lost its link to. With one other node it is that one. With more, DRBD's name for the peer must be a
     /// configured node: outdating the wrong node would leave the stale one promotable, so a peer it cannot tell apart gets
     /// "failed" (exit 1, I/O stays frozen) and the reason.
@@ -332,6 +327,11 @@ public sealed partial class AgentCoreHost : BackgroundService, IAgentActions
         };
     }
 
+    /// <summary>
+    /// DRBD froze I/O and runs the fence-peer handler, which asks here. The core asks the coordinator to record the
+    /// peer outdated, then (alternating, every few heartbeats) the peer itself to outdate; the handler's answer is
+    /// "peer outdated" (exit 4) only once one of them confirmed, else exit 1 when its call ends: I/O stays frozen.
+    /// </summary>
     public async Task<AgentFencePeerResponse> FencePeerAsync(AgentFencePeerRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);

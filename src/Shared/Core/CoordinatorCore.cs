@@ -24,7 +24,8 @@ public sealed class CoordinatorCore
     private readonly Dictionary<string, string> _lastAlert = new(StringComparer.Ordinal);
     private readonly Dictionary<(string Resource, string Node), MonoTime> _demoteSentAt = [];
     private readonly Dictionary<string, LeasePromise> _grantPromise = new(StringComparer.Ordinal);
-    private readonly Dictionary<long, (string Resource, string Node, ulong Generation, bool Discard)> _rejoins = [];
+    // The rule-decided Demote awaited per node (one at a time: a resent one supersedes the last, whose answer is then ignored).
+    private readonly Dictionary<(string Resource, string Node), (long Id, ulong Generation, bool Discard)> _rejoins = [];
     private readonly MonoTime _startedAt;
     private ulong _viewVersion;
     private (MonoTime? At, bool Stale) _nextDecision = (null, true);
@@ -198,8 +199,9 @@ public sealed class CoordinatorCore
     public IReadOnlyList<CoordinatorEffect> OnCommandReply(MonoTime now, string node, string resource, long commandId, bool success, string message)
     {
         var fx = new List<CoordinatorEffect>();
-        if (_rejoins.Remove(commandId, out var rejoin))
+        if (_rejoins.TryGetValue((resource, node), out var rejoin) && rejoin.Id == commandId)
         {
+            _rejoins.Remove((resource, node));
             // A Demote the rule decided (an old primary rejoining, a split-brain victim): its outcome is an event.
             Event(fx, success ? "Rejoined" : "DemoteFailed", resource, success
                 ? Fmt($"{node} rejoined as Secondary at generation {rejoin.Generation}{(rejoin.Discard ? ", its divergent changes discarded (split-brain policy DiscardOldPrimary)" : "")}: {message}")
@@ -687,15 +689,7 @@ public sealed class CoordinatorCore
                 _demoteSentAt[(dm.Resource, dm.Node)] = now;
                 var id = ++_ids;
                 Event(fx, "Demote", dm.Resource, dm.Reason, id, node: dm.Node, generation: dm.Generation);
-
-                // One rejoin awaited per node: the answer to an earlier Demote that never came (lost, the agent restarted)
-                // must neither keep an entry for ever nor, arriving late, report on a command this one superseded.
-                foreach (var stale in _rejoins.Where(kv => kv.Value.Resource == dm.Resource && kv.Value.Node == dm.Node).Select(kv => kv.Key).ToList())
-                {
-                    _rejoins.Remove(stale);
-                }
-
-                _rejoins[id] = (dm.Resource, dm.Node, dm.Generation, dm.DiscardMyData);
+                _rejoins[(dm.Resource, dm.Node)] = (id, dm.Generation, dm.DiscardMyData);
 
                 // Design §4 (rejoin): stopped, unmounted, Secondary, and DRBD reconnected, keeping its data unless the
                 // split-brain policy discards it (that demote reconnects with --discard-my-data).

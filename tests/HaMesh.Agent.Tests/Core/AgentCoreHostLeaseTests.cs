@@ -349,11 +349,17 @@ public sealed class AgentCoreHostLeaseTests : AgentCoreHostFixture
         Assert.Empty(Calls.Outdates);
     }
 
-    [Fact]
-    public async Task FencePeer_ThreeNodes_TheCoordinatorRecordsThePeerDrbdNamed_NotTheFirstOtherNode()
+    /// <summary>As <see cref="PromotedAsync"/>, in a cluster with a third node c.</summary>
+    private async Task ThreeNodesPromotedAsync()
     {
         Options.Nodes.Add(new NodeOptions { Name = "c", AgentAddress = "http://127.0.0.1:7703", ServiceName = "ns3.ip-1-2-3.eu" });
         await PromotedAsync();
+    }
+
+    [Fact]
+    public async Task FencePeer_ThreeNodes_TheCoordinatorRecordsThePeerDrbdNamed_NotTheFirstOtherNode()
+    {
+        await ThreeNodesPromotedAsync();
 
         // DRBD 9 on a lost its link to c (node id 2): outdating b instead would leave the stale c promotable
         var response = await Host.FencePeerAsync(new AgentFencePeerRequest { DrbdResource = "r0", PeerNodeId = 2, PeerName = "c" }, Ct);
@@ -365,8 +371,7 @@ public sealed class AgentCoreHostLeaseTests : AgentCoreHostFixture
     [Fact]
     public async Task FencePeer_ThreeNodes_PeerNameNotANode_FailedExit1_NothingRecorded()
     {
-        Options.Nodes.Add(new NodeOptions { Name = "c", AgentAddress = "http://127.0.0.1:7703", ServiceName = "ns3.ip-1-2-3.eu" });
-        await PromotedAsync();
+        await ThreeNodesPromotedAsync();
 
         var response = await Host.FencePeerAsync(new AgentFencePeerRequest { DrbdResource = "r0", PeerNodeId = 2, PeerName = "db3.example.net" }, Ct);
 

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using Grpc.Core;
 using HaMesh.Protocol.V1;
 using Microsoft.AspNetCore.Builder;
@@ -84,10 +83,7 @@ public sealed class FencePeerProcessTests
     public async Task Handler_AgentUnreachable_Exits1()
     {
         var ct = TestContext.Current.CancellationToken;
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
+        var port = HaMesh.Testing.Processes.DaemonProcess.FreePort();   // reserved for this process, nothing listens on it
 
         var (exit, stderr) = await RunHandlerAsync(["fence", "--agent", $"http://127.0.0.1:{port}", "--timeout", "5"], new() { ["DRBD_RESOURCE"] = "r0" }, ct);
 
